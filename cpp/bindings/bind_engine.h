@@ -1,0 +1,6 @@
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace reverie {
+void bind_engine(pybind11::module_& m);
+}

@@ -1,0 +1,100 @@
+#include "buffer/local_buffer.h"
+
+#include <stdexcept>
+
+#include "policy/candidate_selection.h"
+#include "sampling/uniform_subset.h"
+
+namespace reverie {
+
+LocalBuffer::LocalBuffer(SampleLayout layout, BufferOptions options)
+    : arena_(std::move(layout), options.capacity),
+      policy_(options.capacity, options.num_classes),
+      candidates_(options.candidates),
+      insert_rng_(options.seed),
+      sample_rng_(options.seed ^ 0x5deece66dULL),
+      sample_scratch_(options.capacity),
+      sample_marks_(options.capacity, 0) {}
+
+size_t LocalBuffer::nbytes() const {
+  return arena_.nbytes() + policy_.capacity() * (2 * sizeof(uint32_t) + sizeof(uint64_t) + 1);
+}
+
+size_t LocalBuffer::size() const {
+  std::shared_lock lock(mu_);
+  return policy_.size();
+}
+
+std::string LocalBuffer::check_labels(const int64_t* labels, size_t n) const {
+  for (size_t i = 0; i < n; ++i) {
+    if (policy_.accepts(labels[i])) continue;
+    std::string expected = policy_.adaptive() ? "labels >= 0"
+                                              : "labels in [0, " + std::to_string(*policy_.num_classes()) + ")";
+    return "labels: expected " + expected + ", got " + std::to_string(labels[i]) + " at index " +
+           std::to_string(i);
+  }
+  return {};
+}
+
+size_t LocalBuffer::add(const ConstColumns& rows) {
+  const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
+  if (auto error = check_labels(labels, rows.rows); !error.empty()) throw std::invalid_argument(error);
+  std::unique_lock lock(mu_);
+  size_t stored = 0;
+  select_candidates(rows.rows, candidates_, insert_rng_, [&](uint64_t i) {
+    if (auto slot = policy_.offer(labels[i], insert_rng_)) {
+      arena_.copy_in(*slot, rows, i);
+      ++stored;
+    }
+  });
+  return stored;
+}
+
+size_t LocalBuffer::sample(uint32_t r, const Columns& out) {
+  std::shared_lock lock(mu_);
+  std::lock_guard sample_lock(sample_mu_);
+  const size_t k = uniform_subset(policy_.size(), r, sample_rng_, sample_scratch_.data(), sample_marks_.data());
+  for (size_t i = 0; i < k; ++i) arena_.copy_out(sample_scratch_[i], out, i);
+  return k;
+}
+
+bool LocalBuffer::gather(const uint32_t* slots, size_t k, const Columns& out, size_t first_row) const {
+  std::shared_lock lock(mu_);
+  for (size_t i = 0; i < k; ++i)
+    if (slots[i] >= policy_.size()) return false;
+  for (size_t i = 0; i < k; ++i) arena_.copy_out(slots[i], out, first_row + i);
+  return true;
+}
+
+void LocalBuffer::read(const std::function<void(const Columns&, size_t)>& fn) const {
+  std::shared_lock lock(mu_);
+  fn(arena_.columns(), policy_.size());
+}
+
+std::vector<std::pair<int64_t, size_t>> LocalBuffer::class_counts() const {
+  std::shared_lock lock(mu_);
+  std::vector<std::pair<int64_t, size_t>> counts;
+  for (const auto& c : policy_.classes())
+    if (c.seen > 0 || !c.members.empty()) counts.emplace_back(c.label, c.members.size());
+  return counts;
+}
+
+LocalBuffer::State LocalBuffer::state() const {
+  std::shared_lock lock(mu_);
+  std::lock_guard sample_lock(sample_mu_);
+  return State{policy_.classes(), insert_rng_.state(), sample_rng_.state()};
+}
+
+void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
+  std::unique_lock lock(mu_);
+  std::lock_guard sample_lock(sample_mu_);
+  ReservoirPolicy policy(policy_.capacity(), policy_.num_classes());
+  policy.restore(state.classes);
+  if (rows.rows != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
+  policy_ = std::move(policy);
+  for (size_t i = 0; i < rows.rows; ++i) arena_.copy_in(i, rows, i);
+  insert_rng_.set_state(state.insert_rng);
+  sample_rng_.set_state(state.sample_rng);
+}
+
+}  // namespace reverie

@@ -1,0 +1,78 @@
+#pragma once
+// One rank's rehearsal buffer: slot arena + reservoir policy + locks. Thread-safe.
+// Inserts take the writer lock; reads (local draws, serving peers) share the reader lock.
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "common/columns.h"
+#include "common/rng.h"
+#include "policy/reservoir_policy.h"
+#include "store/slot_arena.h"
+
+namespace reverie {
+
+struct BufferOptions {
+  size_t capacity = 0;
+  std::optional<uint32_t> num_classes;  // nullopt: adaptive quotas
+  uint32_t candidates = 0;              // per add() call; 0: offer every row
+  uint64_t seed = 0;
+};
+
+class LocalBuffer {
+ public:
+  LocalBuffer(SampleLayout layout, BufferOptions options);
+
+  const SampleLayout& layout() const { return arena_.layout(); }
+  size_t capacity() const { return arena_.capacity(); }
+  size_t nbytes() const;
+  size_t size() const;
+
+  // Empty string when every label of rows[0, n) may be offered, else what is wrong.
+  std::string check_labels(const int64_t* labels, size_t n) const;
+
+  // Offers `candidates` uniformly chosen rows of `rows` (all when 0 or >= rows.rows).
+  // Throws std::invalid_argument (changing nothing) when a label is not accepted.
+  // Returns how many were stored.
+  size_t add(const ConstColumns& rows);
+
+  // Copies min(r, size()) distinct slots, uniform without replacement, to rows [0, k) of
+  // `out`. Returns k.
+  size_t sample(uint32_t r, const Columns& out);
+
+  // Copies slots[0, k) to rows [first_row, first_row + k) of `out`. Returns false,
+  // copying nothing, when a slot is not in [0, size()).
+  bool gather(const uint32_t* slots, size_t k, const Columns& out, size_t first_row) const;
+
+  // Runs fn(arena columns, size) under the reader lock (used to expose slots to peers).
+  void read(const std::function<void(const Columns&, size_t)>& fn) const;
+
+  std::vector<std::pair<int64_t, size_t>> class_counts() const;
+
+  struct State {
+    std::vector<ReservoirPolicy::ClassState> classes;
+    Rng::State insert_rng{};
+    Rng::State sample_rng{};
+  };
+  // Policy and RNG state; with the arena rows [0, size) it restores the buffer exactly.
+  State state() const;
+  // Replaces contents, policy and RNG state; `rows` holds slots [0, size) in order.
+  void restore(const State& state, const ConstColumns& rows);
+
+ private:
+  SlotArena arena_;
+  ReservoirPolicy policy_;
+  uint32_t candidates_;
+  Rng insert_rng_;
+  Rng sample_rng_;
+  std::vector<uint64_t> sample_scratch_;
+  std::vector<uint8_t> sample_marks_;
+  mutable std::shared_mutex mu_;
+  mutable std::mutex sample_mu_;  // guards sample_rng_ and the scratch under a shared mu_
+};
+
+}  // namespace reverie

@@ -1,0 +1,48 @@
+#pragma once
+// What an engine must do to make every rank's buffer part of one global buffer: serve its
+// own slots to peers, and fetch named slots from peers straight into destination rows.
+// Engines: transport/mpi (portable) and transport/thallium (HPC fabrics).
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "common/columns.h"
+#include "transport/wire_format.h"
+
+namespace reverie {
+
+using Clock = std::chrono::steady_clock;
+
+struct PeerRequest {
+  int peer = 0;
+  const uint32_t* slots = nullptr;
+  uint32_t count = 0;      // 0: only ask how many samples the peer holds
+  size_t first_row = 0;    // rows [first_row, first_row + count) of the destination
+};
+
+struct PeerReply {
+  int peer = 0;
+  wire::Status status = wire::Status::kTimeout;
+  uint64_t owner_size = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual const char* name() const = 0;
+
+  // Sends every request, then blocks until each has a reply or `deadline` passes.
+  // replies[i] answers requests[i]. Rows of a failed request are left unspecified.
+  // Called by one thread at a time; `dest` must stay valid until it returns.
+  virtual void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
+                     std::vector<PeerReply>& replies) = 0;
+
+  // Collective: stops serving once every rank has stopped fetching, or at `deadline`
+  // (a dead peer cannot hang it). Returns false when the deadline cut it short.
+  virtual bool close(Clock::time_point deadline) = 0;
+};
+
+}  // namespace reverie

@@ -1,0 +1,155 @@
+"""The local (single-rank) rehearsal buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional, Union
+
+import torch
+
+from reverie import _core
+from reverie.samples import Samples
+from reverie.schema import FieldsArg, Schema
+
+
+def check_buffer_args(capacity: int, num_classes: Optional[int], candidates: Optional[int], seed: int) -> None:
+    """Raises a ValueError/TypeError naming the first bad constructor argument."""
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+        raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
+    if num_classes is not None:
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes: expected None or a positive int, got {num_classes!r}")
+        if capacity < num_classes:
+            raise ValueError(f"capacity: expected at least num_classes={num_classes} slots, got {capacity}")
+    if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
+        raise ValueError(f"candidates: expected None or a positive int, got {candidates!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+
+
+class RehearsalBuffer:
+    """A class-balanced reservoir of past samples in one aligned host allocation.
+
+    Args:
+        capacity: total samples kept.
+        fields: per-sample tensors, ``{name: (shape, dtype)}``, e.g. ``{"x": ((3, 32, 32), torch.float32)}``.
+        num_classes: int for fixed quotas (``capacity // num_classes`` per class, labels in
+            ``[0, num_classes)``); None for adaptive quotas (capacity shared evenly by the
+            classes seen so far, labels >= 0).
+        candidates: how many rows of each ``add`` are offered (chosen uniformly); None = all.
+        seed: makes insertions and draws reproducible.
+
+    Thread-safe: ``add`` and ``sample`` may be called from several threads; copies run
+    without the GIL.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        fields: FieldsArg,
+        num_classes: Optional[int] = None,
+        candidates: Optional[int] = None,
+        seed: int = 0,
+    ) -> None:
+        check_buffer_args(capacity, num_classes, candidates, seed)
+        self.schema = Schema(fields)
+        self.num_classes = num_classes
+        self.candidates = candidates
+        self.seed = seed
+        self._core = _core.LocalBuffer(self.schema.field_bytes, capacity, num_classes, candidates or 0, seed)
+
+    @property
+    def capacity(self) -> int:
+        return self._core.capacity
+
+    @property
+    def fields(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return self.schema.as_dict()
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory footprint in bytes: capacity x sample bytes, plus small metadata."""
+        return self._core.nbytes
+
+    def __len__(self) -> int:
+        return self._core.size()
+
+    def add(
+        self,
+        fields: Union[Mapping[str, torch.Tensor], torch.Tensor],
+        labels: torch.Tensor,
+        weights: Optional[torch.Tensor] = None,
+    ) -> int:
+        """Offers a minibatch; returns how many samples were stored.
+
+        Args:
+            fields: ``{name: tensor [b, *shape]}`` (a bare tensor when there is one field);
+                CPU, contiguous, of the declared dtype. Copied: the caller may reuse them.
+            labels: int64 ``[b]``.
+            weights: float32 ``[b]``; None means 1.0 for every sample.
+        """
+        ptrs, n, _alive = self.schema.batch_pointers(fields, labels, weights)
+        error = self._core.check_labels(ptrs[len(self.schema.fields)], n)
+        if error:
+            raise ValueError(error)
+        return self._core.add(ptrs, n)
+
+    def allocate(self, r: int) -> Samples:
+        """Preallocated output for ``sample(r, out=...)``."""
+        _check_r(r)
+        return self.schema.allocate(r)
+
+    def sample(self, r: int, out: Optional[Samples] = None) -> Samples:
+        """Draws min(r, len(self)) distinct stored samples, uniformly without replacement.
+
+        Returns Samples with fields ``[k, *shape]``, ``labels [k]`` and ``weights [k]``;
+        ``len(result)`` says k. With ``out`` the samples are written into its tensors
+        (no allocation) and the result holds views of their first k rows.
+        """
+        _check_r(r)
+        if out is None:
+            out = self.schema.allocate(r)
+        ptrs = self.schema.out_pointers(out, r)
+        k = self._core.sample(r, ptrs)
+        return out.narrow(k)
+
+    def class_counts(self) -> dict[int, int]:
+        """Stored samples per label."""
+        return dict(self._core.class_counts())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Contents, counts, reservoir and RNG state: restoring it gives the same future draws."""
+        n = len(self)
+        rows = self.schema.allocate(n)
+        ok = self._core.gather(list(range(n)), self.schema.out_pointers(rows, n))
+        if not ok:
+            raise RuntimeError("state_dict: the buffer changed while being saved")
+        return {
+            "version": 1,
+            "capacity": self.capacity,
+            "fields": self.fields,
+            "num_classes": self.num_classes,
+            "candidates": self.candidates,
+            "seed": self.seed,
+            "samples": {"fields": dict(rows), "labels": rows.labels, "weights": rows.weights},
+            "policy": self._core.state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores a ``state_dict`` taken from a buffer with the same capacity, fields and quotas."""
+        for key in ("capacity", "num_classes"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}")
+        if dict(state["fields"]) != self.fields:
+            raise ValueError(f"state_dict: fields are {state['fields']!r}, this buffer has {self.fields!r}")
+        samples = state["samples"]
+        ptrs, n, _alive = self.schema.batch_pointers(samples["fields"], samples["labels"], samples["weights"])
+        self._core.restore(state["policy"], ptrs, n)
+
+    def __repr__(self) -> str:
+        return f"RehearsalBuffer(size={len(self)}, capacity={self.capacity}, fields={self.fields})"
+
+
+def _check_r(r: int) -> None:
+    if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+        raise ValueError(f"r: expected a non-negative int, got {r!r}")
