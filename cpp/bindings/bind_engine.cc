@@ -127,7 +127,8 @@ void bind_engine(py::module_& m) {
       .def("known_sizes", &RehearsalEngine::known_sizes)
       .def("excluded_peers", &RehearsalEngine::excluded_peers)
       .def("stats", &stats_of)
-      .def("close", &RehearsalEngine::close, py::call_guard<py::gil_scoped_release>());
+      .def("close", &RehearsalEngine::close, py::call_guard<py::gil_scoped_release>())
+      .def("abandon", &RehearsalEngine::abandon, py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace reverie

@@ -5,9 +5,13 @@
 
 #include "bindings/bind_buffer.h"
 #include "bindings/bind_engine.h"
+#include "common/errors.h"
+
+namespace py = pybind11;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Reverie C++ core: rehearsal buffer storage, policy, sampling and transports";
+  py::register_exception<reverie::TimeoutError>(m, "TimeoutError", PyExc_TimeoutError);
   reverie::bind_buffer(m);
   reverie::bind_engine(m);
 }

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/errors.h"
 #include "policy/candidate_selection.h"
 
 namespace reverie {
@@ -66,7 +67,7 @@ void RehearsalEngine::add(const ConstColumns& rows) {
   auto open_block = [&] {
     const auto start = Clock::now();
     if (!cv_.wait_for(lock, options_.timeout, [&] { return queue_count_ < queue_.size() || stopping_; }))
-      throw std::runtime_error("add: insert queue stayed full for the whole timeout");
+      throw TimeoutError("add: the insert queue stayed full for the whole timeout (inserts arrive faster than they are applied)");
     if (stopping_) throw std::runtime_error("add: the buffer is closed");
     stats_.add_wait_ns += elapsed_ns(start);
     block = (queue_head_ + queue_count_) % queue_.size();
@@ -108,7 +109,7 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   if (stopping_) throw std::runtime_error("get_remote_samples: the buffer is closed");
   Draw& draw = draws_[next_ticket_ % 2];
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
-    throw std::runtime_error("get_remote_samples: the previous draw into this receive block did not finish in time");
+    throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
   draw = Draw{next_ticket_, r, true, false, 0};
   cv_.notify_all();
   return next_ticket_++;
@@ -284,6 +285,19 @@ bool RehearsalEngine::close() {
   stop_worker();
   if (!transport_) return true;
   return transport_->close(Clock::now() + options_.timeout);
+}
+
+}  // namespace reverie
+
+namespace reverie {
+
+void RehearsalEngine::abandon() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  stop_worker();
+  if (transport_) transport_->abandon();
 }
 
 }  // namespace reverie

@@ -75,6 +75,8 @@ class RehearsalEngine {
   // Applies queued adds, finishes draws in flight, then closes the transport
   // (collective). Returns false when a peer did not join before the timeout.
   bool close();
+  // Not collective: stops the worker and the server without waiting for peers.
+  void abandon();
 
  private:
   struct Draw {

@@ -43,6 +43,9 @@ class Transport {
   // Collective: stops serving once every rank has stopped fetching, or at `deadline`
   // (a dead peer cannot hang it). Returns false when the deadline cut it short.
   virtual bool close(Clock::time_point deadline) = 0;
+
+  // Not collective: stops serving at once (process exit without close()).
+  virtual void abandon() = 0;
 };
 
 }  // namespace reverie

@@ -35,6 +35,7 @@ class MpiTransport final : public Transport {
   void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
              std::vector<PeerReply>& replies) override;
   bool close(Clock::time_point deadline) override;
+  void abandon() override { stop_server(); }
 
   uint64_t requests_served() const { return served_.load(); }
 

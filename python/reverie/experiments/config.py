@@ -1,0 +1,287 @@
+"""Experiment options: one dataclass, its argparse options and config files.
+
+Precedence: built-in defaults < ``--config FILE`` (YAML, TOML or JSON; keys are the long
+option names with ``-`` or ``_``) < options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .datasets import DATASETS
+from .models import MODELS
+from .scenarios import SCENARIOS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib
+
+STRATEGIES = ("incremental", "scratch", "rehearsal", "der", "derpp")
+COMPARE_DEFAULT = ("incremental", "scratch", "rehearsal")
+#: DER / DER++ penalty weights from Buzzega et al. 2020 (best values for Seq-CIFAR-10,
+#: buffer 200: DER alpha 0.3; DER++ alpha 0.1, beta 0.5).
+DER_ALPHA = {"der": 0.3, "derpp": 0.1}
+DERPP_BETA = 0.5
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines one experiment run (all ranks see the same values).
+
+    Sizes are per rank where noted: ``batch_size`` new samples per step and ``buffer_size``
+    slots per rank (the global buffer holds ``ranks * buffer_size``).
+    """
+
+    dataset: str = "mnist1d"
+    data_root: str | None = None
+    scenario: str = "class"
+    tasks: int = 5
+    initial_increment: int = 0
+    strategies: list[str] = field(default_factory=lambda: list(COMPARE_DEFAULT))
+    model: str = "auto"
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 0.002
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    buffer_size: int = 500
+    representatives: int = 32
+    candidates: int = 16
+    alpha: float | None = None
+    beta: float = DERPP_BETA
+    engine: str = "auto"
+    buffer_timeout: float = 60.0
+    seed: int = 0
+    ranks: int = 2
+    device: str = "auto"
+    threads: int = 1
+    mnist1d_samples: int = 10000
+    synthetic_samples: int = 8192
+    image_size: int = 32
+    workers: int = 0
+    eval_batch_size: int = 512
+    out: str | None = None
+    progress: bool = True
+    launcher: str = "auto"
+    mpiexec: str | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option."""
+        choices: dict[str, Sequence[str]] = {
+            "dataset": DATASETS,
+            "scenario": SCENARIOS,
+            "model": MODELS,
+            "optimizer": ("adam", "sgd"),
+            "device": ("auto", "cpu", "cuda"),
+            "launcher": ("auto", "mpiexec", "srun", "none"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if not self.strategies:
+            raise ValueError("strategies: at least one strategy is needed")
+        for s in self.strategies:
+            if s not in STRATEGIES:
+                raise ValueError(f"strategies: {s!r} is not one of {', '.join(STRATEGIES)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("strategies: a strategy is listed twice")
+        positive = (
+            "tasks",
+            "epochs",
+            "batch_size",
+            "buffer_size",
+            "candidates",
+            "ranks",
+            "threads",
+            "mnist1d_samples",
+            "synthetic_samples",
+            "image_size",
+            "eval_batch_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("representatives", "initial_increment", "workers", "weight_decay", "beta", "momentum"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.alpha is not None and self.alpha < 0:
+            raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+        if self.buffer_timeout <= 0:
+            raise ValueError(f"buffer_timeout: must be > 0, got {self.buffer_timeout}")
+
+    def der_alpha(self, strategy: str) -> float:
+        """The logit-matching weight for ``der`` / ``derpp`` (``--alpha`` or the paper's value)."""
+        return DER_ALPHA[strategy] if self.alpha is None else self.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of all fields."""
+        return dataclasses.asdict(self)
+
+
+_HELP: dict[str, str] = {
+    "dataset": "dataset: " + ", ".join(DATASETS) + " (synthetic: throughput benchmarks only)",
+    "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
+    "scenario": "class: new classes per task; instance: same classes, new samples per task",
+    "tasks": "number of tasks T",
+    "initial_increment": "classes in the first task (class scenario); 0 splits the classes evenly",
+    "strategies": "comma-separated strategies to run, from: " + ", ".join(STRATEGIES),
+    "model": "model: " + ", ".join(MODELS) + " (auto: cnn1d for mnist1d, cnn for digits, resnet otherwise)",
+    "epochs": "epochs per task (the same for every strategy; scratch runs them over all tasks so far)",
+    "batch_size": "new samples per step and rank (b)",
+    "lr": "learning rate (the same for every strategy)",
+    "optimizer": "optimizer: adam or sgd (re-created at the start of every task)",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "buffer_size": "rehearsal buffer slots per rank (global buffer = ranks x this)",
+    "representatives": "representatives drawn from the global buffer per step and rank (r)",
+    "candidates": "candidates per step offered to the local buffer (c)",
+    "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
+    "beta": "DER++ weight of the cross-entropy on replayed labels",
+    "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",
+    "buffer_timeout": "seconds before a buffer operation gives up",
+    "seed": "random seed (model init, shards, shuffles, buffer)",
+    "ranks": "number of data-parallel ranks to launch",
+    "device": "auto (CUDA if available), cpu or cuda",
+    "threads": "torch intra-op threads per rank",
+    "mnist1d_samples": "MNIST-1D samples to generate (80%% train / 20%% test)",
+    "synthetic_samples": "samples of the synthetic dataset",
+    "image_size": "image side for --dataset imagefolder",
+    "workers": "DataLoader workers for datasets read from disk",
+    "eval_batch_size": "batch size for evaluation",
+    "out": "output folder (default: a new timestamped folder under ./runs/)",
+    "progress": "show progress bars on rank 0",
+    "launcher": "how to start the ranks: auto (mpiexec; srun inside a Slurm job), mpiexec, srun, none",
+    "mpiexec": "mpiexec command (default: the one next to this Python, else on PATH)",
+}
+
+
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(ExperimentConfig)}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def _parse_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_experiment_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """Add one ``--option`` per :class:`ExperimentConfig` field (defaults are not set on the
+    namespace, so :func:`resolve_config` can tell given options from defaults)."""
+    defaults = ExperimentConfig()
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="YAML, TOML or JSON file of options (long option names as keys)",
+    )
+    for name, typ in _field_types().items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        shown = ",".join(default) if isinstance(default, list) else default
+        help_text = f"{_HELP[name]} (default: {shown})"
+        if typ == "bool":
+            parser.add_argument(
+                flag, dest=name, type=_parse_bool, metavar="BOOL", default=argparse.SUPPRESS, help=help_text
+            )
+        elif typ.startswith("list"):
+            parser.add_argument(
+                flag,
+                dest=name,
+                type=_parse_list,
+                metavar="A,B,...",
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            conv: Any = int if typ.startswith("int") else float if typ.startswith("float") else str
+            parser.add_argument(flag, dest=name, type=conv, default=argparse.SUPPRESS, help=help_text)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read options from a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file.
+
+    A single top-level table named ``reverie`` or ``experiment`` is unwrapped. Keys may use
+    ``-`` or ``_``. Raises ``ValueError`` naming the file or the unknown key.
+    """
+    p = Path(path)
+    text = p.read_text()
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as e:  # TOMLDecodeError, JSONDecodeError, yaml.YAMLError
+        raise ValueError(f"config: cannot parse {p}: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config: {p} must hold a table of options")
+    if (
+        len(data) == 1
+        and next(iter(data)) in ("reverie", "experiment")
+        and isinstance(next(iter(data.values())), Mapping)
+    ):
+        data = next(iter(data.values()))
+    return normalize_options(dict(data), source=str(p))
+
+
+def normalize_options(options: Mapping[str, Any], source: str = "options") -> dict[str, Any]:
+    """Map ``-`` to ``_`` in keys, check every key is a known option, coerce list/bool values."""
+    types = _field_types()
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = str(key).replace("-", "_")
+        if name == "strategy":
+            name = "strategies"
+        if name not in types:
+            raise ValueError(f"{source}: unknown option {key!r}")
+        typ = types[name]
+        if typ.startswith("list") and isinstance(value, str):
+            value = _parse_list(value)
+        elif typ == "bool" and isinstance(value, str):
+            value = _parse_bool(value)
+        elif typ.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[name] = value
+    return out
+
+
+def resolve_config(
+    given: Mapping[str, Any], config_file: str | None = None, base: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
+    """Defaults < ``base`` (a command's own defaults) < ``config_file`` < ``given`` (explicit
+    options); validated. Raises ``ValueError`` naming the bad option."""
+    merged: dict[str, Any] = dict(base or {})
+    if config_file:
+        merged.update(load_config_file(config_file))
+    merged.update(normalize_options({k: v for k, v in given.items() if k != "config"}, source="options"))
+    try:
+        cfg = ExperimentConfig(**merged)
+    except TypeError as e:
+        raise ValueError(f"config: {e}") from e
+    cfg.validate()
+    return cfg

@@ -1,0 +1,113 @@
+"""PNG plots of a results document (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
+    """Mean top-1 accuracy over seen tasks after each task, one line per strategy."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in doc["strategies"].items():
+        ys = 100 * np.asarray(r["mean_top1_after_task"])
+        ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", label=name)
+    ax.set_xlabel("tasks trained")
+    ax.set_ylabel("mean top-1 accuracy on seen tasks (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(_title(doc))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_matrices(doc: dict[str, Any], path: Path) -> None:
+    """Accuracy matrices (row: after task i, column: task j) as heatmaps, one per strategy."""
+    plt = _pyplot()
+    names = list(doc["strategies"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False)
+    im = None
+    for ax, name in zip(axes[0], names):
+        m = np.array(
+            [
+                [np.nan if v is None else 100 * v for v in row]
+                for row in doc["strategies"][name]["accuracy_matrix_top1"]
+            ],
+            dtype=float,
+        )
+        im = ax.imshow(m, vmin=0, vmax=100, cmap="viridis")
+        for (i, j), v in np.ndenumerate(m):
+            if not np.isnan(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v < 60 else "black",
+                )
+        ax.set_title(name)
+        ax.set_xlabel("evaluated task")
+        ax.set_ylabel("after training task")
+        ax.set_xticks(range(m.shape[1]))
+        ax.set_yticks(range(m.shape[0]))
+    if im is not None:
+        fig.colorbar(im, ax=axes[0].tolist(), label="top-1 accuracy (%)", shrink=0.8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_times(doc: dict[str, Any], path: Path) -> None:
+    """Training time per task, grouped bars per strategy."""
+    plt = _pyplot()
+    names = list(doc["strategies"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        times = np.asarray(doc["strategies"][name]["train_time_per_task_s"])
+        ax.bar(
+            np.arange(len(times)) + k * width - 0.4 + width / 2,
+            times,
+            width,
+            label=f"{name} ({doc['strategies'][name]['train_time_s']:.1f} s)",
+        )
+    ax.set_xlabel("task")
+    ax.set_ylabel("training time (s)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(_title(doc))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _title(doc: dict[str, Any]) -> str:
+    c = doc.get("config", {})
+    return (
+        f"{c.get('dataset', '?')}, {c.get('scenario', '?')}-incremental, {c.get('tasks', '?')} tasks, "
+        f"{doc.get('world_size', '?')} ranks"
+    )
+
+
+def write_plots(doc: dict[str, Any], out: Path) -> list[Path]:
+    """Write accuracy.png, accuracy_matrix.png and time.png into ``out``; returns their paths."""
+    paths = [out / "accuracy.png", out / "accuracy_matrix.png", out / "time.png"]
+    plot_accuracy(doc, paths[0])
+    plot_matrices(doc, paths[1])
+    plot_times(doc, paths[2])
+    return paths

@@ -1,0 +1,140 @@
+"""The strategy interface: how a model is trained on task ``t`` of a scenario.
+
+A strategy owns the DDP-wrapped model (and, for replay strategies, a rehearsal buffer).
+``run.py`` calls :meth:`Strategy.train_task` for ``t = 0 .. T-1`` and evaluates
+:attr:`Strategy.eval_model` after each call; everything else is the strategy's business.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..batches import ShardBatches
+from ..config import ExperimentConfig
+from ..datasets import DatasetSplits
+from ..models import build_model
+from ..process_group import ProcessGroup
+from ..scenarios import Task
+
+
+@dataclass
+class TrainingContext:
+    """What every strategy needs to know about the run.
+
+    Attributes:
+        config: the experiment options.
+        group: this rank's place in the job.
+        data: the dataset.
+        tasks: the scenario's tasks (global indices).
+        train_shards: this rank's train indices of each task (equal size on every rank).
+        progress: factory of progress iterables, ``progress(iterable, desc, total)``; silent
+            on ranks other than 0.
+    """
+
+    config: ExperimentConfig
+    group: ProcessGroup
+    data: DatasetSplits
+    tasks: list[Task]
+    train_shards: list[np.ndarray]
+    progress: Any
+
+
+class Strategy(ABC):
+    """Base class: DDP model, optimizer, batching and the plain supervised step."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: TrainingContext) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.device = ctx.group.device
+        self.model = self.fresh_model()
+        self.optimizer = self.make_optimizer()
+
+    # --- model and optimizer -------------------------------------------------------------
+    def fresh_model(self) -> DistributedDataParallel:
+        """A freshly initialized model (same weights for the same seed), wrapped in DDP."""
+        torch.manual_seed(self.cfg.seed)
+        model = build_model(
+            self.cfg.model, self.ctx.data.input_shape, self.ctx.data.num_classes, self.cfg.dataset
+        ).to(self.device)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam or SGD over the model's parameters, with ``lr`` and ``weight_decay``."""
+        params = self.model.parameters()
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
+            )
+        return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The unwrapped model, for evaluation without DDP synchronization."""
+        return self.model.module
+
+    # --- data ----------------------------------------------------------------------------
+    def batches(self, indices: np.ndarray, salt: int) -> ShardBatches:
+        """This rank's minibatches over train ``indices``, reshuffled per pass (seeded by ``salt``)."""
+        seed = int(np.random.default_rng([self.cfg.seed, salt, self.ctx.group.rank]).integers(2**31))
+        return ShardBatches(
+            self.ctx.data.train,
+            indices,
+            self.cfg.batch_size,
+            shuffle=True,
+            seed=seed,
+            workers=self.cfg.workers,
+        )
+
+    def epochs(self, task: int) -> Iterator[int]:
+        """``range(epochs)`` with a progress bar on rank 0."""
+        return iter(
+            self.ctx.progress(range(self.cfg.epochs), desc=f"{self.name} task {task}", total=self.cfg.epochs)
+        )
+
+    # --- steps ---------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> float:
+        """One SGD step on ``(x [n, ...], y [n])``; optional sample weights ``w [n]``.
+
+        The loss is the (weighted) mean cross-entropy; DDP averages gradients across ranks.
+        Returns the loss value.
+        """
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        out = self.model(x)
+        if w is None:
+            loss = F.cross_entropy(out, y)
+        else:
+            loss = (F.cross_entropy(out, y, reduction="none") * w.to(self.device)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self, task: int, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Plain supervised training: ``epochs`` passes over ``loader``."""
+        for _ in self.epochs(task):
+            for x, y in loader:
+                self.step(x, y)
+
+    @abstractmethod
+    def train_task(self, task: int) -> None:
+        """Train on task ``task`` (tasks arrive in order 0, 1, ...)."""
+
+    def buffer_info(self) -> dict[str, Any]:
+        """Rehearsal-buffer facts for the report (empty for strategies without a buffer)."""
+        return {}
+
+    def close(self) -> None:
+        """Release resources (buffers); the strategy is unusable afterwards."""
+        return None

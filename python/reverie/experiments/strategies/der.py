@@ -1,0 +1,92 @@
+"""``der`` and ``derpp``: Dark Experience Replay (Buzzega et al., NeurIPS 2020).
+
+The buffer stores each sample's logits at insertion time as an extra field ``"logits"``
+(float32 ``[num_classes]``). Loss per step, with ``m`` replayed samples:
+
+* der:   ``CE(new) + alpha * MSE(logits_now(replay), stored_logits)``
+* derpp: the same ``+ beta * CE(logits_now(replay), replay labels)``
+
+DER++ in the paper draws a second, independent replay batch for its CE term; here both terms
+use the same ``r`` representatives (one global draw per step).
+
+The draw for step ``i + 1`` is requested (``get_remote_samples``) before step ``i``'s forward
+pass and waited for at step ``i + 1``, so transfers overlap compute; the received views are
+valid until the second-next request, and they are copied (concatenated) right away.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import Strategy, TrainingContext
+from .replay_buffer import buffer_report, make_buffer
+
+
+class DarkExperienceReplay(Strategy):
+    """DER: replay with logit matching."""
+
+    name = "der"
+    uses_labels = False
+
+    def __init__(self, ctx: TrainingContext) -> None:
+        super().__init__(ctx)
+        self.alpha = self.cfg.der_alpha(self.name)
+        self.beta = self.cfg.beta if self.uses_labels else 0.0
+        fields = {
+            "x": (ctx.data.input_shape, torch.float32),
+            "logits": ((ctx.data.num_classes,), torch.float32),
+        }
+        self.buffer = make_buffer(ctx, fields)
+
+    def replay_step(self, x: torch.Tensor, y: torch.Tensor, replay: Any) -> torch.Tensor:
+        """One optimizer step on new ``(x [b, ...], y [b])`` plus ``replay`` (Samples, ``m`` rows).
+
+        Returns the logits of the new samples ``[b, num_classes]`` (detached, on the CPU).
+        """
+        b = y.shape[0]
+        m = int(replay.labels.shape[0])
+        inputs = torch.cat([x, replay["x"]]) if m else x
+        out = self.model(inputs.to(self.device, non_blocking=True))
+        loss = F.cross_entropy(out[:b], y.to(self.device))
+        if m:
+            w = replay.weights.to(self.device)[:, None]
+            stored = replay["logits"].to(self.device)
+            loss = loss + self.alpha * (w * (out[b:] - stored) ** 2).mean()
+            if self.beta:
+                ce = F.cross_entropy(out[b:], replay.labels.to(self.device), reduction="none")
+                loss = loss + self.beta * (ce * w[:, 0]).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return out[:b].detach().float().cpu().contiguous()
+
+    def train_task(self, task: int) -> None:
+        self.optimizer = self.make_optimizer()
+        r = self.cfg.representatives
+        timeout = self.cfg.buffer_timeout
+        loader = self.batches(self.ctx.train_shards[task], salt=task)
+        pending = self.buffer.get_remote_samples(r)
+        for _ in self.epochs(task):
+            for x, y in loader:
+                replay = pending.wait(timeout=timeout)
+                pending = self.buffer.get_remote_samples(r)  # next step's draw, overlaps this step
+                logits = self.replay_step(x, y, replay)
+                self.buffer.add({"x": x.contiguous(), "logits": logits}, y.contiguous())
+        pending.wait(timeout=timeout)
+        self.buffer.flush()
+
+    def buffer_info(self) -> dict[str, Any]:
+        return buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
+
+    def close(self) -> None:
+        self.buffer.close()
+
+
+class DarkExperienceReplayPlusPlus(DarkExperienceReplay):
+    """DER++: DER plus cross-entropy on the replayed labels."""
+
+    name = "derpp"
+    uses_labels = True

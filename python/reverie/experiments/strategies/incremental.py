@@ -1,0 +1,15 @@
+"""``incremental``: fine-tune on the new task only (the lower bound: fast, forgets)."""
+
+from __future__ import annotations
+
+from .base import Strategy
+
+
+class Incremental(Strategy):
+    """Train ``epochs`` passes over this rank's shard of task ``t`` only."""
+
+    name = "incremental"
+
+    def train_task(self, task: int) -> None:
+        self.optimizer = self.make_optimizer()
+        self.fit(task, self.batches(self.ctx.train_shards[task], salt=task))
