@@ -6,7 +6,7 @@ Accepts an mpi4py communicator, a torch.distributed process group (or the
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class Bootstrap:
@@ -42,7 +42,7 @@ class Bootstrap:
         if self.kind == "torch":
             import torch.distributed as dist
 
-            out: list[Optional[Any]] = [None] * self.size
+            out: list[Any | None] = [None] * self.size
             dist.all_gather_object(out, value, group=self._group)
             return out
         return [value]

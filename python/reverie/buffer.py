@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -12,7 +12,7 @@ from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
 
 
-def check_buffer_args(capacity: int, num_classes: Optional[int], candidates: Optional[int], seed: int) -> None:
+def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | None, seed: int) -> None:
     """Raises a ValueError/TypeError naming the first bad constructor argument."""
     if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
         raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
@@ -47,8 +47,8 @@ class RehearsalBuffer:
         self,
         capacity: int,
         fields: FieldsArg,
-        num_classes: Optional[int] = None,
-        candidates: Optional[int] = None,
+        num_classes: int | None = None,
+        candidates: int | None = None,
         seed: int = 0,
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
@@ -76,9 +76,9 @@ class RehearsalBuffer:
 
     def add(
         self,
-        fields: Union[Mapping[str, torch.Tensor], torch.Tensor],
+        fields: Mapping[str, torch.Tensor] | torch.Tensor,
         labels: torch.Tensor,
-        weights: Optional[torch.Tensor] = None,
+        weights: torch.Tensor | None = None,
     ) -> int:
         """Offers a minibatch; returns how many samples were stored.
 
@@ -99,7 +99,7 @@ class RehearsalBuffer:
         _check_r(r)
         return self.schema.allocate(r)
 
-    def sample(self, r: int, out: Optional[Samples] = None) -> Samples:
+    def sample(self, r: int, out: Samples | None = None) -> Samples:
         """Draws min(r, len(self)) distinct stored samples, uniformly without replacement.
 
         Returns Samples with fields ``[k, *shape]``, ``labels [k]`` and ``weights [k]``;
@@ -139,7 +139,9 @@ class RehearsalBuffer:
         """Restores a ``state_dict`` taken from a buffer with the same capacity, fields and quotas."""
         for key in ("capacity", "num_classes"):
             if state.get(key) != getattr(self, key):
-                raise ValueError(f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}")
+                raise ValueError(
+                    f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
+                )
         if dict(state["fields"]) != self.fields:
             raise ValueError(f"state_dict: fields are {state['fields']!r}, this buffer has {self.fields!r}")
         samples = state["samples"]

@@ -7,7 +7,7 @@ import secrets
 import warnings
 import weakref
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -27,13 +27,13 @@ class DrawHandle:
     def __init__(self, owner: DistributedRehearsalBuffer, ticket: int) -> None:
         self._owner = owner
         self.ticket = ticket
-        self._result: Optional[Samples] = None
+        self._result: Samples | None = None
 
     def done(self) -> bool:
         """Whether the samples have arrived (never blocks)."""
         return self._result is not None or self._owner._engine_or_raise().done(self.ticket)
 
-    def wait(self, timeout: Optional[float] = None) -> Samples:
+    def wait(self, timeout: float | None = None) -> Samples:
         """Blocks until the draw completes; raises TimeoutError after ``timeout`` seconds
         (default: the buffer's timeout). Returns Samples with fields ``[k, *shape]``,
         ``labels [k]``, ``weights [k]`` and ``ranks [k]`` (owner of each sample), k <= r."""
@@ -67,12 +67,12 @@ class DistributedRehearsalBuffer:
         self,
         capacity: int,
         fields: FieldsArg,
-        num_classes: Optional[int] = None,
-        candidates: Optional[int] = None,
+        num_classes: int | None = None,
+        candidates: int | None = None,
         seed: int = 0,
         comm: Any = None,
         engine: str = "auto",
-        address: Optional[str] = None,
+        address: str | None = None,
         max_representatives: int = 64,
         timeout: float = 30.0,
         queue_depth: int = 8,
@@ -81,7 +81,9 @@ class DistributedRehearsalBuffer:
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
         if not isinstance(max_representatives, int) or not 1 <= max_representatives <= 4096:
-            raise ValueError(f"max_representatives: expected an int in [1, 4096], got {max_representatives!r}")
+            raise ValueError(
+                f"max_representatives: expected an int in [1, 4096], got {max_representatives!r}"
+            )
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout: expected seconds > 0, got {timeout!r}")
         if not isinstance(queue_depth, int) or queue_depth < 1:
@@ -97,7 +99,7 @@ class DistributedRehearsalBuffer:
         token = self.bootstrap.bcast(secrets.randbits(63) if self.rank == 0 else None)
         self.engine = _resolve_engine(engine, self.world_size)
         transport = self._make_transport(self.engine, address, token)
-        self._engine: Optional[Any] = _core.Engine(
+        self._engine: Any | None = _core.Engine(
             self._buffer,
             transport,
             max_representatives,
@@ -111,12 +113,16 @@ class DistributedRehearsalBuffer:
         _open_buffers.add(self)
 
     # -- construction helpers ---------------------------------------------------------
-    def _make_transport(self, engine: str, address: Optional[str], token: int) -> Any:
+    def _make_transport(self, engine: str, address: str | None, token: int) -> Any:
         if engine == "local":
             return None
         if engine == "mpi":
             return _core.mpi_transport(
-                self._buffer, self.bootstrap.mpi_fortran_handle(), token, self.max_representatives, self.timeout
+                self._buffer,
+                self.bootstrap.mpi_fortran_handle(),
+                token,
+                self.max_representatives,
+                self.timeout,
             )
         from reverie.thallium import make_thallium_transport
 
@@ -127,7 +133,7 @@ class DistributedRehearsalBuffer:
         r = self.max_representatives
         fields = {
             f.name: torch.from_numpy(a).view(f.dtype).view(r, *f.shape)
-            for f, a in zip(self.schema.fields, arrays)
+            for f, a in zip(self.schema.fields, arrays, strict=False)
         }
         labels = torch.from_numpy(arrays[-3]).view(torch.int64)
         weights = torch.from_numpy(arrays[-2]).view(torch.float32)
@@ -158,9 +164,9 @@ class DistributedRehearsalBuffer:
 
     def add(
         self,
-        fields: Union[Mapping[str, torch.Tensor], torch.Tensor],
+        fields: Mapping[str, torch.Tensor] | torch.Tensor,
         labels: torch.Tensor,
-        weights: Optional[torch.Tensor] = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         """Offers a minibatch (``{name: [b, *shape]}``, labels int64 ``[b]``, weights float32
         ``[b]`` or None): the chosen candidates are copied and inserted in the background.
@@ -172,10 +178,12 @@ class DistributedRehearsalBuffer:
         """Starts a global draw of r samples (0 <= r <= max_representatives); never waits
         on the network. At most two draws are in flight; a third waits for the first."""
         if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r <= self.max_representatives:
-            raise ValueError(f"r: expected an int in [0, max_representatives={self.max_representatives}], got {r!r}")
+            raise ValueError(
+                f"r: expected an int in [0, max_representatives={self.max_representatives}], got {r!r}"
+            )
         return DrawHandle(self, self._engine_or_raise().request(r))
 
-    def flush(self, timeout: Optional[float] = None) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Waits until this rank's pending adds are applied; TimeoutError after ``timeout`` s."""
         limit = self.timeout if timeout is None else timeout
         if not self._engine_or_raise().flush(limit):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 
@@ -14,14 +12,14 @@ class Samples(dict):
 
     labels: torch.Tensor
     weights: torch.Tensor
-    ranks: Optional[torch.Tensor]
+    ranks: torch.Tensor | None
 
     def __init__(
         self,
         fields: dict[str, torch.Tensor],
         labels: torch.Tensor,
         weights: torch.Tensor,
-        ranks: Optional[torch.Tensor] = None,
+        ranks: torch.Tensor | None = None,
     ) -> None:
         super().__init__(fields)
         self.labels = labels
@@ -43,7 +41,9 @@ class Samples(dict):
     def clone(self) -> Samples:
         """A copy that owns its memory (draw results are views into reused memory)."""
         ranks = None if self.ranks is None else self.ranks.clone()
-        return Samples({n: t.clone() for n, t in self.items()}, self.labels.clone(), self.weights.clone(), ranks)
+        return Samples(
+            {n: t.clone() for n, t in self.items()}, self.labels.clone(), self.weights.clone(), ranks
+        )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Samples:
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import torch
 
@@ -71,9 +70,9 @@ class Schema:
 
     def batch_pointers(
         self,
-        fields: Union[Mapping[str, torch.Tensor], torch.Tensor],
+        fields: Mapping[str, torch.Tensor] | torch.Tensor,
         labels: torch.Tensor,
-        weights: Optional[torch.Tensor],
+        weights: torch.Tensor | None,
     ) -> tuple[list[int], int, list[torch.Tensor]]:
         """Validates a minibatch and returns (column pointers, batch size, tensors to keep alive)."""
         if isinstance(fields, torch.Tensor) and len(self.fields) == 1:
@@ -89,7 +88,9 @@ class Schema:
             where = f"fields[{spec.name!r}]"
             _check_tensor(where, t, spec.dtype)
             if tuple(t.shape) != (n, *spec.shape):
-                raise ValueError(f"{where}: expected shape {(n, *spec.shape)} (batch of labels), got {tuple(t.shape)}")
+                raise ValueError(
+                    f"{where}: expected shape {(n, *spec.shape)} (batch of labels), got {tuple(t.shape)}"
+                )
             tensors.append(t)
         tensors.append(labels)
         ptrs = [t.data_ptr() for t in tensors]
@@ -120,8 +121,13 @@ class Schema:
             t = out[spec.name]
             _check_tensor(f"out[{spec.name!r}]", t, spec.dtype)
             if tuple(t.shape[1:]) != spec.shape or t.shape[0] < r:
-                raise ValueError(f"out[{spec.name!r}]: expected shape ({r}, *{spec.shape}), got {tuple(t.shape)}")
-        for name, t, dtype in (("out.labels", out.labels, torch.int64), ("out.weights", out.weights, torch.float32)):
+                raise ValueError(
+                    f"out[{spec.name!r}]: expected shape ({r}, *{spec.shape}), got {tuple(t.shape)}"
+                )
+        for name, t, dtype in (
+            ("out.labels", out.labels, torch.int64),
+            ("out.weights", out.weights, torch.float32),
+        ):
             if _check_vector(name, t, dtype) < r:
                 raise ValueError(f"{name}: expected at least {r} entries, got {t.shape[0]}")
         return [out[f.name].data_ptr() for f in self.fields] + [out.labels.data_ptr(), out.weights.data_ptr()]

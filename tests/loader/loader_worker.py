@@ -1,0 +1,110 @@
+"""Runs under mpiexec: checks RehearsalLoader batches, overlap events and clean exits.
+
+Prints one JSON line per rank: {"rank": r, "ok": true, ...}; any failed check raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from mpi4py import MPI
+
+from reverie import DistributedRehearsalBuffer, RehearsalLoader
+
+B, R = 12, 5
+
+
+def make_stream(rank: int, steps: int, multi: bool) -> list[tuple]:
+    """Minibatches whose every sample encodes (rank, label, id); weight = id / 1000."""
+    stream = []
+    for step in range(steps):
+        ids = torch.arange(step * B, (step + 1) * B) + rank * 1_000_000
+        y = ids % 7
+        x = torch.stack([torch.full((6,), float(i)) for i in ids])
+        w = (ids % 1000).float() / 1000
+        fields = {"x": x, "tag": ids.clone()} if multi else x
+        stream.append((fields, y, w))
+    return stream
+
+
+def decode_ok(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> bool:
+    ids = x[:, 0].long()
+    return bool(
+        torch.all(x == x[:, :1]) and torch.equal(ids % 7, y) and torch.allclose((ids % 1000).float() / 1000, w)
+    )
+
+
+def check_batches(comm: MPI.Comm, multi: bool) -> dict:
+    fields = {"x": ((6,), torch.float32)}
+    if multi:
+        fields["tag"] = ((), torch.int64)
+    stream = make_stream(comm.rank, 40, multi)
+    drawn_from = set()
+    with DistributedRehearsalBuffer(64, fields, candidates=4, seed=3, comm=comm, timeout=20) as dbuf:
+        loader = RehearsalLoader(stream, dbuf, representatives=R)
+        for step, (x, y, w) in enumerate(loader):
+            fx, fy, fw = stream[step]
+            xs = x["x"] if multi else x
+            new = fx["x"] if multi else fx
+            assert torch.equal(xs[:B], new) and torch.equal(y[:B], fy) and torch.equal(w[:B], fw)
+            assert xs.shape[0] == y.shape[0] == w.shape[0] <= B + R
+            if step >= 3:
+                assert xs.shape[0] == B + R, f"step {step}: warm-up should be over, got {xs.shape[0] - B}"
+            assert decode_ok(xs[B:], y[B:], w[B:])
+            if multi:
+                assert torch.equal(x["tag"][B:], xs[B:, 0].long())
+            drawn_from.update((xs[B:, 0].long() // 1_000_000).tolist())
+        stats = loader.stats()
+    return {"drawn_from": sorted(drawn_from), "steps": stats["steps"], "drawn": stats["samples_drawn"]}
+
+
+def check_overlap(comm: MPI.Comm) -> dict:
+    """A slow step (real compute): the next draw must have arrived before the step ends."""
+    stream = make_stream(comm.rank, 12, False)
+    a = torch.randn(256, 256)
+    with DistributedRehearsalBuffer(64, {"x": ((6,), torch.float32)}, comm=comm, timeout=20) as dbuf:
+        loader = RehearsalLoader(stream, dbuf, representatives=R)
+        loader.trace()
+        for _ in loader:
+            for _ in range(60):
+                a = torch.tanh(a @ a)
+        resumes = [arrived for name, step, arrived in loader.events if name == "resume" and step > 0]
+    return {"arrived": sum(resumes), "resumes": len(resumes)}
+
+
+def check_early_exit(comm: MPI.Comm) -> dict:
+    stream = make_stream(comm.rank, 20, False)
+    with DistributedRehearsalBuffer(64, {"x": ((6,), torch.float32)}, comm=comm, timeout=20) as dbuf:
+        for step, _ in enumerate(RehearsalLoader(stream, dbuf, representatives=R)):
+            if step == 5:
+                break
+        try:
+            with DistributedRehearsalBuffer(64, {"x": ((6,), torch.float32)}, comm=comm, timeout=20) as inner:
+                for step, _ in enumerate(RehearsalLoader(stream, inner, representatives=R)):
+                    if step == 3:
+                        raise KeyError("boom")
+        except KeyError:
+            pass
+    return {"exited": True}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check", choices=["single", "multi", "overlap", "early_exit"])
+    args = parser.parse_args()
+    comm = MPI.COMM_WORLD
+    if args.check == "overlap":
+        result = check_overlap(comm)
+    elif args.check == "early_exit":
+        result = check_early_exit(comm)
+    else:
+        result = check_batches(comm, args.check == "multi")
+    print(json.dumps({"rank": comm.rank, "ok": True, **result}), flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

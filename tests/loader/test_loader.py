@@ -1,0 +1,78 @@
+"""RehearsalLoader on 1, 2 and 4 ranks, launched for real with mpiexec."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from reverie import DistributedRehearsalBuffer, RehearsalLoader, concat_draw
+
+WORKER = Path(__file__).with_name("loader_worker.py")
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
+def run_ranks(n: int, check: str) -> list[dict]:
+    if MPIEXEC is None:
+        pytest.skip("mpiexec not found (pip install mpich mpi4py)")
+    proc = subprocess.run(
+        [MPIEXEC, "-n", str(n), sys.executable, str(WORKER), check],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in results) == list(range(n)), proc.stdout
+    return results
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+@pytest.mark.parametrize("check", ["single", "multi"])
+def test_batch_is_minibatch_then_draw(ranks: int, check: str) -> None:
+    for r in run_ranks(ranks, check):
+        assert r["steps"] == 40
+        assert r["drawn"] >= 30 * 5
+        if ranks > 1:
+            assert len(r["drawn_from"]) > 1, "draws should come from several ranks"
+
+
+def test_next_draw_arrives_during_slow_step() -> None:
+    for r in run_ranks(2, "overlap"):
+        assert r["resumes"] == 11
+        assert r["arrived"] == r["resumes"], r
+
+
+def test_break_and_exception_release_everything() -> None:
+    assert all(r["exited"] for r in run_ranks(2, "early_exit"))
+
+
+def test_single_process_without_comm() -> None:
+    stream = [(torch.full((4, 3), float(i)), torch.full((4,), i % 2)) for i in range(10)]
+    with DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)}, candidates=2) as dbuf:
+        sizes = [x.shape[0] for x, _, _ in RehearsalLoader(stream, dbuf, representatives=3)]
+    assert sizes[0] == 4 and sizes[-1] == 7
+
+
+def test_concat_draw_into_preallocated() -> None:
+    with DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)}) as dbuf:
+        dbuf.add(torch.ones(6, 3), torch.zeros(6, dtype=torch.int64))
+        dbuf.flush()
+        draw = dbuf.get_remote_samples(4).wait()
+        out = dbuf.schema.allocate(10)
+        before = out["x"].data_ptr()
+        mixed = concat_draw(torch.zeros(5, 3), torch.ones(5, dtype=torch.int64), None, draw, out=out)
+    assert len(mixed) == 9 and mixed["x"].data_ptr() == before
+    assert torch.equal(mixed["x"][:5], torch.zeros(5, 3)) and torch.equal(mixed["x"][5:], torch.ones(4, 3))
+    assert torch.equal(mixed.weights, torch.ones(9))
+
+
+def test_bad_representatives() -> None:
+    with DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)}, max_representatives=8) as dbuf:
+        with pytest.raises(ValueError, match="representatives"):
+            RehearsalLoader([], dbuf, representatives=9)
