@@ -301,3 +301,27 @@ void RehearsalEngine::abandon() {
 }
 
 }  // namespace reverie
+
+namespace reverie {
+
+EngineState RehearsalEngine::quiesce_and_snapshot() {
+  std::unique_lock lock(mu_);
+  const bool quiet = cv_.wait_for(lock, options_.timeout, [&] {
+    const auto busy = [](const Draw& d) { return d.pending && !d.finished; };
+    return queue_count_ == 0 && !applying_ && !busy(draws_[0]) && !busy(draws_[1]);
+  });
+  if (!quiet) throw TimeoutError("save: pending adds and draws did not finish within the timeout");
+  return EngineState{select_rng_.state(), draw_rng_.state(), sizes_};
+}
+
+void RehearsalEngine::restore(const EngineState& state) {
+  std::lock_guard lock(mu_);
+  if (state.sizes.size() != sizes_.size())
+    throw std::invalid_argument("state: sizes are for " + std::to_string(state.sizes.size()) + " ranks, not " +
+                                std::to_string(sizes_.size()));
+  select_rng_.set_state(state.select_rng);
+  draw_rng_.set_state(state.draw_rng);
+  sizes_ = state.sizes;
+}
+
+}  // namespace reverie

@@ -26,6 +26,13 @@ struct EngineOptions {
   uint64_t seed = 0;
 };
 
+// What a checkpoint needs besides the buffer to replay the same draws after a restore.
+struct EngineState {
+  Rng::State select_rng{};
+  Rng::State draw_rng{};
+  std::vector<uint64_t> sizes;  // peers' sizes as last learnt
+};
+
 struct EngineStats {
   uint64_t draws = 0;
   uint64_t rows_drawn = 0;
@@ -75,6 +82,12 @@ class RehearsalEngine {
   // Applies queued adds, finishes draws in flight, then closes the transport
   // (collective). Returns false when a peer did not join before the timeout.
   bool close();
+  // Waits (bounded by the timeout) until no add is queued and no draw is in flight, then
+  // returns the planning state. Throws TimeoutError if the engine does not go quiet.
+  EngineState quiesce_and_snapshot();
+  // Replaces the planning state (after the buffer itself was restored).
+  void restore(const EngineState& state);
+
   // Not collective: stops the worker and the server without waiting for peers.
   void abandon();
 

@@ -8,23 +8,31 @@ from typing import Any
 import torch
 
 from reverie import _core
+from reverie.checkpoint import local_state, restore_local
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
 
 
-def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | None, seed: int) -> None:
+def check_buffer_args(capacity: int, num_classes: Optional[int], candidates: Optional[int], seed: int) -> None:
     """Raises a ValueError/TypeError naming the first bad constructor argument."""
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-        raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
+    if not _is_int(capacity) or not 1 <= capacity < _MAX_SLOTS:
+        raise ValueError(f"capacity: expected a positive int below {_MAX_SLOTS}, got {capacity!r}")
     if num_classes is not None:
-        if not isinstance(num_classes, int) or num_classes < 1:
+        if not _is_int(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes: expected None or a positive int, got {num_classes!r}")
         if capacity < num_classes:
             raise ValueError(f"capacity: expected at least num_classes={num_classes} slots, got {capacity}")
-    if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
-        raise ValueError(f"candidates: expected None or a positive int, got {candidates!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    if candidates is not None and (not _is_int(candidates) or not 1 <= candidates < 2**32):
+        raise ValueError(f"candidates: expected None or a positive int below 2**32, got {candidates!r}")
+    if not _is_int(seed) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
+
+
+_MAX_SLOTS = 2**32 - 1  # slot indices are uint32
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class RehearsalBuffer:
@@ -118,12 +126,8 @@ class RehearsalBuffer:
         return dict(self._core.class_counts())
 
     def state_dict(self) -> dict[str, Any]:
-        """Contents, counts, reservoir and RNG state: restoring it gives the same future draws."""
-        n = len(self)
-        rows = self.schema.allocate(n)
-        ok = self._core.gather(list(range(n)), self.schema.out_pointers(rows, n))
-        if not ok:
-            raise RuntimeError("state_dict: the buffer changed while being saved")
+        """Contents, counts, reservoir and RNG state: restoring it gives the same future draws.
+        Works with ``torch.save`` / ``torch.load`` (see README "Checkpoints")."""
         return {
             "version": 1,
             "capacity": self.capacity,
@@ -131,8 +135,7 @@ class RehearsalBuffer:
             "num_classes": self.num_classes,
             "candidates": self.candidates,
             "seed": self.seed,
-            "samples": {"fields": dict(rows), "labels": rows.labels, "weights": rows.weights},
-            "policy": self._core.state(),
+            **local_state(self.schema, self._core),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -144,9 +147,7 @@ class RehearsalBuffer:
                 )
         if dict(state["fields"]) != self.fields:
             raise ValueError(f"state_dict: fields are {state['fields']!r}, this buffer has {self.fields!r}")
-        samples = state["samples"]
-        ptrs, n, _alive = self.schema.batch_pointers(samples["fields"], samples["labels"], samples["weights"])
-        self._core.restore(state["policy"], ptrs, n)
+        restore_local(self.schema, self._core, state)
 
     def __repr__(self) -> str:
         return f"RehearsalBuffer(size={len(self)}, capacity={self.capacity}, fields={self.fields})"

@@ -94,6 +94,7 @@ class RehearsalLoader:
         self._stats = StepStats()
         self._cuda = _CudaStaging(dbuf) if self.device.type == "cuda" else None
         self.events: list[tuple[str, int, bool]] | None = None
+        self.pending: DrawHandle | None = None  # the draw travelling during the current step
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
@@ -124,7 +125,7 @@ class RehearsalLoader:
                 draw = pending.wait() if pending is not None else None
                 t2 = time.perf_counter()
                 out = self._augment(fields, labels, weights, draw)
-                pending = self.dbuf.get_remote_samples(self.representatives)
+                pending = self.pending = self.dbuf.get_remote_samples(self.representatives)
                 self._event("request", step, False)
                 t3 = time.perf_counter()
                 self._stats.record(
@@ -134,6 +135,7 @@ class RehearsalLoader:
                 x: Fields = dict(out) if out.num_fields > 1 else next(iter(out.values()))
                 yield x, out.labels, out.weights
         finally:
+            self.pending = None
             if pending is not None and self.dbuf._engine is not None:
                 with contextlib.suppress(Exception):  # never mask the exception that got us here
                     pending.wait()  # leave nothing in flight: close() stays prompt

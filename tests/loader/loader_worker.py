@@ -33,7 +33,9 @@ def make_stream(rank: int, steps: int, multi: bool) -> list[tuple]:
 def decode_ok(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> bool:
     ids = x[:, 0].long()
     return bool(
-        torch.all(x == x[:, :1]) and torch.equal(ids % 7, y) and torch.allclose((ids % 1000).float() / 1000, w)
+        torch.all(x == x[:, :1])
+        and torch.equal(ids % 7, y)
+        and torch.allclose((ids % 1000).float() / 1000, w)
     )
 
 
@@ -62,17 +64,23 @@ def check_batches(comm: MPI.Comm, multi: bool) -> dict:
 
 
 def check_overlap(comm: MPI.Comm) -> dict:
-    """A slow step (real compute): the next draw must have arrived before the step ends."""
+    """A slow step (real compute, in chunks): the next draw arrives while it computes,
+    without the loop waiting for it. A loader that only fetched inside wait() would never
+    see it arrive and would exhaust the compute budget."""
     stream = make_stream(comm.rank, 12, False)
-    a = torch.randn(256, 256)
+    a = torch.randn(128, 128)
+    arrived_during_step = 0
     with DistributedRehearsalBuffer(64, {"x": ((6,), torch.float32)}, comm=comm, timeout=20) as dbuf:
         loader = RehearsalLoader(stream, dbuf, representatives=R)
         loader.trace()
         for _ in loader:
-            for _ in range(60):
+            for _ in range(20_000):
                 a = torch.tanh(a @ a)
+                if loader.pending.done():
+                    arrived_during_step += 1
+                    break
         resumes = [arrived for name, step, arrived in loader.events if name == "resume" and step > 0]
-    return {"arrived": sum(resumes), "resumes": len(resumes)}
+    return {"arrived": sum(resumes), "resumes": len(resumes), "during_step": arrived_during_step}
 
 
 def check_early_exit(comm: MPI.Comm) -> dict:

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import mpi_launch
 import pytest
 import torch
 
 from reverie import DistributedRehearsalBuffer, RehearsalLoader, concat_draw
 
 WORKER = Path(__file__).with_name("loader_worker.py")
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
-def run_ranks(n: int, check: str) -> list[dict]:
-    if MPIEXEC is None:
-        pytest.skip("mpiexec not found (pip install mpich mpi4py)")
-    proc = subprocess.run(
-        [MPIEXEC, "-n", str(n), sys.executable, str(WORKER), check],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert sorted(r["rank"] for r in results) == list(range(n)), proc.stdout
-    return results
+def run_ranks(n: int, *args: str) -> list[dict]:
+    return mpi_launch.run_ranks(WORKER, n, *args)
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 4])
@@ -44,7 +29,7 @@ def test_batch_is_minibatch_then_draw(ranks: int, check: str) -> None:
 
 def test_next_draw_arrives_during_slow_step() -> None:
     for r in run_ranks(2, "overlap"):
-        assert r["resumes"] == 11
+        assert r["resumes"] == 11 and r["during_step"] == 12
         assert r["arrived"] == r["resumes"], r
 
 

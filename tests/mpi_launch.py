@@ -1,0 +1,42 @@
+"""Starts a worker script on several real ranks with mpiexec and collects its JSON results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """Every top-level JSON object in text (ranks' lines may interleave)."""
+    decoder = json.JSONDecoder()
+    out, i = [], text.find("{")
+    while i != -1:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            i = text.find("{", i + 1)
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+        i = text.find("{", end)
+    return out
+
+
+def run_ranks(worker: Path, n: int, *args: str, timeout: float = 180, mpiexec_args: tuple[str, ...] = ()):
+    """Runs ``mpiexec -n n python worker args``; returns one result dict per rank, by rank."""
+    if MPIEXEC is None:
+        pytest.skip("mpiexec not found (pip install mpich mpi4py)")
+    cmd = [MPIEXEC, *mpiexec_args, "-n", str(n), sys.executable, str(worker), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    results = sorted((r for r in json_objects(proc.stdout) if "rank" in r), key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == list(range(n)), proc.stdout + proc.stderr
+    return results
