@@ -1,0 +1,96 @@
+"""Runs under ``mpiexec -disable-auto-cleanup -n 4``. Rank 3 really dies mid-run (crash:
+``os._exit`` with its threads running, no close, no MPI_Finalize — to its peers exactly what
+a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
+tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
+and close within the timeout. Each rank writes one JSON line; survivors then leave
+without MPI_Finalize (a dead peer may hang the MPI library's own teardown, not ours)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import torch
+from mpi4py import MPI
+
+from reverie import DistributedRehearsalBuffer
+
+VICTIM = 3
+TIMEOUT = 3.0
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    y = (torch.arange(16) + step) % 5
+    x = torch.empty(16, 4)
+    x[:, 0], x[:, 1], x[:, 2], x[:, 3] = float(rank), y.float(), float(step), 7.0
+    return x, y
+
+
+def intact(s) -> bool:
+    x = s["x"]
+    return bool(
+        torch.equal(x[:, 0].int(), s.ranks)
+        and torch.equal(x[:, 1].long(), s.labels)
+        and torch.all(x[:, 3] == 7.0)
+    )
+
+
+def main() -> None:
+    fault = sys.argv[1]
+    # Hydra (-disable-auto-cleanup) tells survivors of a failure with SIGUSR1, which would
+    # terminate them by default; a job that wants to outlive a peer ignores it.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    comm = MPI.COMM_WORLD
+    rank = comm.rank
+    dbuf = DistributedRehearsalBuffer(
+        200, {"x": ((4,), torch.float32)}, candidates=8, comm=comm, timeout=TIMEOUT
+    )
+    for step in range(10):
+        dbuf.add(*batch(rank, step))
+        assert intact(dbuf.get_remote_samples(16).wait())
+    dbuf.flush()
+    comm.Barrier()
+    dbuf.get_remote_samples(16).wait()  # every rank now knows every peer's size
+    comm.Barrier()
+    if rank == VICTIM:
+        emit({"rank": rank, "pid": os.getpid(), "victim": True})
+        if fault == "crash":
+            os._exit(137)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(60)  # only reached if the signal were ignored; the test fails on it
+        return
+    ok, slowest, from_victim = 0, 0.0, 0
+    for step in range(10, 40):
+        dbuf.add(*batch(rank, step))
+        t = time.perf_counter()
+        s = dbuf.get_remote_samples(16).wait(timeout=4 * TIMEOUT)
+        slowest = max(slowest, time.perf_counter() - t)
+        ok += intact(s)
+        if step > 11:
+            from_victim += int((s.ranks == VICTIM).sum())
+    excluded = dbuf.excluded_peers()
+    t = time.perf_counter()
+    dbuf.close()
+    emit(
+        {
+            "rank": rank,
+            "intact_draws": ok,
+            "excluded": excluded,
+            "slowest_draw_s": slowest,
+            "from_victim_after_exclusion": from_victim,
+            "close_s": time.perf_counter() - t,
+        }
+    )
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
