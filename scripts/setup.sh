@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    build-essential cmake libgtest-dev python3-venv python3-dev >/dev/null
+    build-essential cmake ninja-build libgtest-dev clang libclang-rt-14-dev python3-venv python3-dev >/dev/null
 fi
 
 PY=${PYTHON:-python3.11}

@@ -18,6 +18,14 @@ for variant in plain:"" asan:"address,undefined" tsan:"thread"; do
     ctest --test-dir "build/cpp-$name" --output-on-failure --timeout 300 -j2 | tail -n 3
 done
 
+echo "== fuzz: request decoder (libFuzzer + ASan/UBSan, bounded)"
+clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp \
+  tests/fuzz/wire_request_fuzz.cc cpp/transport/wire_format.cc -o build/wire_request_fuzz
+corpus=$(mktemp -d)
+cp tests/fuzz/corpus/* "$corpus"/
+build/wire_request_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
+rm -rf "$corpus"
+
 echo "== ruff"
 ruff check python tests benchmarks examples
 ruff format --check python tests benchmarks examples
