@@ -6,9 +6,19 @@
 #include "sampling/uniform_subset.h"
 
 namespace reverie {
+namespace {
+
+// The policy checks the same, but only after the arena is allocated: a bad capacity must
+// fail before gigabytes are allocated and zeroed.
+const BufferOptions& validated(const BufferOptions& options) {
+  ReservoirPolicy::check_options(options.capacity, options.num_classes);
+  return options;
+}
+
+}  // namespace
 
 LocalBuffer::LocalBuffer(SampleLayout layout, BufferOptions options)
-    : arena_(std::move(layout), options.capacity),
+    : arena_(std::move(layout), validated(options).capacity),
       policy_(options.capacity, options.num_classes),
       candidates_(options.candidates),
       insert_rng_(options.seed),
@@ -54,7 +64,7 @@ size_t LocalBuffer::sample(uint32_t r, const Columns& out) {
   std::shared_lock lock(mu_);
   std::lock_guard sample_lock(sample_mu_);
   const size_t k = uniform_subset(policy_.size(), r, sample_rng_, sample_scratch_.data(), sample_marks_.data());
-  for (size_t i = 0; i < k; ++i) arena_.copy_out(sample_scratch_[i], out, i);
+  arena_.copy_out_rows(sample_scratch_.data(), k, out, 0);
   return k;
 }
 
@@ -62,7 +72,7 @@ bool LocalBuffer::gather(const uint32_t* slots, size_t k, const Columns& out, si
   std::shared_lock lock(mu_);
   for (size_t i = 0; i < k; ++i)
     if (slots[i] >= policy_.size()) return false;
-  for (size_t i = 0; i < k; ++i) arena_.copy_out(slots[i], out, first_row + i);
+  arena_.copy_out_rows(slots, k, out, first_row);
   return true;
 }
 

@@ -6,19 +6,26 @@
 namespace reverie {
 
 ReservoirPolicy::ReservoirPolicy(size_t capacity, std::optional<uint32_t> num_classes)
-    : capacity_(capacity), fixed_classes_(num_classes), slot_class_(capacity), slot_position_(capacity) {
-  if (capacity == 0) throw std::invalid_argument("capacity: expected at least 1");
-  if (capacity >= UINT32_MAX) throw std::invalid_argument("capacity: expected fewer than 2^32 slots");
+    : capacity_(capacity), fixed_classes_(num_classes) {
+  check_options(capacity, num_classes);
+  slot_class_.resize(capacity);
+  slot_position_.resize(capacity);
   if (!num_classes) return;
-  if (*num_classes == 0) throw std::invalid_argument("num_classes: expected at least 1");
-  if (capacity < *num_classes)
-    throw std::invalid_argument("capacity: expected at least num_classes (" + std::to_string(*num_classes) +
-                                ") slots, got " + std::to_string(capacity));
   classes_.resize(*num_classes);
   for (uint32_t c = 0; c < *num_classes; ++c) {
     classes_[c].label = c;
     classes_[c].members.reserve(quota());
   }
+}
+
+void ReservoirPolicy::check_options(size_t capacity, std::optional<uint32_t> num_classes) {
+  if (capacity == 0) throw std::invalid_argument("capacity: expected at least 1");
+  if (capacity >= UINT32_MAX) throw std::invalid_argument("capacity: expected fewer than 2^32 - 1 slots");
+  if (!num_classes) return;
+  if (*num_classes == 0) throw std::invalid_argument("num_classes: expected at least 1");
+  if (capacity < *num_classes)
+    throw std::invalid_argument("capacity: expected at least num_classes (" + std::to_string(*num_classes) +
+                                ") slots, got " + std::to_string(capacity));
 }
 
 bool ReservoirPolicy::accepts(int64_t label) const {

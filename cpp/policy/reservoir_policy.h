@@ -7,6 +7,7 @@
 // Slots in use are always [0, size()): slots are filled in order and an evicted slot is
 // reused at once, so a slot index is also a stable position for samplers.
 // Not thread-safe: the owning buffer serialises calls.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
@@ -27,6 +28,10 @@ class ReservoirPolicy {
 
   // num_classes: fixed quotas over labels [0, num_classes); nullopt: adaptive quotas.
   ReservoirPolicy(size_t capacity, std::optional<uint32_t> num_classes);
+
+  // Throws std::invalid_argument naming `capacity` or `num_classes` when the constructor
+  // would reject them (callers use it to fail before allocating storage).
+  static void check_options(size_t capacity, std::optional<uint32_t> num_classes);
 
   // Whether `label` may be offered (fixed: in [0, num_classes); adaptive: >= 0).
   bool accepts(int64_t label) const;

@@ -1,15 +1,21 @@
 #include "store/slot_arena.h"
 
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
 namespace reverie {
 namespace {
 
+// Throws instead of wrapping around when capacity x sample bytes does not fit in size_t.
 size_t arena_bytes(const SampleLayout& layout, size_t capacity) {
   size_t total = 0;
-  for (size_t c = 0; c < layout.num_columns(); ++c)
-    total += AlignedBlock::round_up(layout.row_bytes(c) * capacity);
+  for (size_t c = 0; c < layout.num_columns(); ++c) {
+    const size_t row = layout.row_bytes(c);
+    if (capacity != 0 && row > (SIZE_MAX - AlignedBlock::kAlignment) / capacity / (layout.num_columns() + 1))
+      throw std::invalid_argument("capacity: capacity x sample bytes overflows the address space");
+    total += AlignedBlock::round_up(row * capacity);
+  }
   return total;
 }
 

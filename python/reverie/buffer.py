@@ -13,7 +13,7 @@ from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
 
 
-def check_buffer_args(capacity: int, num_classes: Optional[int], candidates: Optional[int], seed: int) -> None:
+def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | None, seed: int) -> None:
     """Raises a ValueError/TypeError naming the first bad constructor argument."""
     if not _is_int(capacity) or not 1 <= capacity < _MAX_SLOTS:
         raise ValueError(f"capacity: expected a positive int below {_MAX_SLOTS}, got {capacity!r}")
@@ -112,13 +112,16 @@ class RehearsalBuffer:
 
         Returns Samples with fields ``[k, *shape]``, ``labels [k]`` and ``weights [k]``;
         ``len(result)`` says k. With ``out`` the samples are written into its tensors
-        (no allocation) and the result holds views of their first k rows.
+        (no allocation) and the result holds views of their first k rows (``out`` itself
+        when k fills it exactly).
         """
         _check_r(r)
         if out is None:
             out = self.schema.allocate(r)
         ptrs = self.schema.out_pointers(out, r)
         k = self._core.sample(r, ptrs)
+        if k == r and _exactly_rows(out, r):
+            return out  # already views of exactly k rows: skip building new views
         return out.narrow(k)
 
     def class_counts(self) -> dict[int, int]:
@@ -151,6 +154,12 @@ class RehearsalBuffer:
 
     def __repr__(self) -> str:
         return f"RehearsalBuffer(size={len(self)}, capacity={self.capacity}, fields={self.fields})"
+
+
+def _exactly_rows(out: Samples, k: int) -> bool:
+    return (
+        out.labels.shape[0] == k and out.weights.shape[0] == k and all(t.shape[0] == k for t in out.values())
+    )
 
 
 def _check_r(r: int) -> None:

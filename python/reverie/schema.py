@@ -52,6 +52,7 @@ class Schema:
                 raise TypeError(f"fields[{name!r}]: dtype must be a real torch.dtype, got {dtype!r}")
             specs.append(FieldSpec(name, tuple(shape), dtype))
         self.fields: tuple[FieldSpec, ...] = tuple(specs)
+        self._name_set = frozenset(f.name for f in specs)
 
     @property
     def names(self) -> list[str]:
@@ -115,12 +116,12 @@ class Schema:
         """Validates caller-provided output tensors for r samples and returns their pointers."""
         if not isinstance(out, Samples):
             raise TypeError("out: expected Samples (see RehearsalBuffer.allocate)")
-        if set(out.keys()) != set(self.names):
+        if out.keys() != self._name_set:
             raise ValueError(f"out: expected fields {self.names}, got {sorted(out.keys())}")
         for spec in self.fields:
             t = out[spec.name]
             _check_tensor(f"out[{spec.name!r}]", t, spec.dtype)
-            if tuple(t.shape[1:]) != spec.shape or t.shape[0] < r:
+            if t.shape[1:] != spec.shape or t.shape[0] < r:
                 raise ValueError(
                     f"out[{spec.name!r}]: expected shape ({r}, *{spec.shape}), got {tuple(t.shape)}"
                 )
@@ -138,7 +139,7 @@ def _check_tensor(where: str, t: object, dtype: torch.dtype) -> None:
         raise TypeError(f"{where}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype != dtype:
         raise TypeError(f"{where}: expected dtype {dtype}, got {t.dtype}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{where}: expected a CPU tensor, got device {t.device} (call .cpu() first)")
     if not t.is_contiguous():
         raise ValueError(f"{where}: expected a contiguous tensor (call .contiguous() first)")

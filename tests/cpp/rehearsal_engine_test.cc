@@ -1,0 +1,418 @@
+// RehearsalEngine with a null transport (one process): queued adds, flush, draws into the
+// two receive blocks, back-pressure from a tiny queue, and every timeout.
+#include "engine/rehearsal_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "common/errors.h"
+
+namespace reverie {
+namespace {
+
+using std::chrono::milliseconds;
+
+// One field of two int64 values, both equal to the sample id; the label is id % kClasses.
+constexpr int64_t kClasses = 4;
+const SampleLayout kLayout({2 * sizeof(int64_t)});
+
+struct Rows {
+  explicit Rows(size_t n, int64_t first_id = 0) : values(2 * n), labels(n), n(n) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t id = first_id + static_cast<int64_t>(i);
+      values[2 * i] = values[2 * i + 1] = id;
+      labels[i] = id % kClasses;
+    }
+  }
+  ConstColumns in() const {
+    ConstColumns c;
+    c.base[0] = reinterpret_cast<const std::byte*>(values.data());
+    c.base[1] = reinterpret_cast<const std::byte*>(labels.data());
+    c.base[2] = nullptr;  // weights 1.0
+    c.rows = n;
+    return c;
+  }
+  std::vector<int64_t> values;
+  std::vector<int64_t> labels;
+  size_t n;
+};
+
+int64_t read_i64(const Columns& cols, size_t column, size_t row, size_t index = 0) {
+  int64_t v;
+  std::memcpy(&v, cols.at(kLayout, column, row) + index * sizeof v, sizeof v);
+  return v;
+}
+
+std::shared_ptr<LocalBuffer> make_buffer(size_t capacity = 64, uint64_t seed = 1) {
+  return std::make_shared<LocalBuffer>(kLayout, BufferOptions{capacity, std::nullopt, 0, seed});
+}
+
+EngineOptions options(milliseconds timeout = milliseconds(5000)) {
+  EngineOptions o;
+  o.max_representatives = 8;
+  o.queue_blocks = 4;
+  o.queue_rows = 16;
+  o.timeout = timeout;
+  o.seed = 3;
+  return o;
+}
+
+// Holds the buffer's reader lock until released, so the worker blocks applying an insert.
+class BufferBlocker {
+ public:
+  explicit BufferBlocker(const LocalBuffer& buffer) {
+    thread_ = std::thread([this, &buffer] {
+      buffer.read([this](const Columns&, size_t) {
+        std::unique_lock lock(mu_);
+        held_ = true;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return released_; });
+      });
+    });
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return held_; });
+  }
+  ~BufferBlocker() { release(); }
+  void release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  bool released_ = false;
+  std::thread thread_;
+};
+
+TEST(RehearsalEngineTest, RejectsBadOptions) {
+  EngineOptions o = options();
+  o.max_representatives = 0;
+  EXPECT_THROW(RehearsalEngine(make_buffer(), nullptr, o), std::invalid_argument);
+  o = options();
+  o.queue_blocks = 0;
+  EXPECT_THROW(RehearsalEngine(make_buffer(), nullptr, o), std::invalid_argument);
+  o = options();
+  o.queue_rows = 0;
+  EXPECT_THROW(RehearsalEngine(make_buffer(), nullptr, o), std::invalid_argument);
+}
+
+TEST(RehearsalEngineTest, SingleProcessIdentity) {
+  RehearsalEngine engine(make_buffer(), nullptr, options());
+  EXPECT_EQ(engine.rank(), 0);
+  EXPECT_EQ(engine.world_size(), 1);
+  EXPECT_TRUE(engine.excluded_peers().empty());
+  EXPECT_EQ(engine.known_sizes(), std::vector<uint64_t>{0});
+}
+
+TEST(RehearsalEngineTest, AddFlushRequestWaitRows) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());
+  Rows rows(40);  // spans three queue blocks of 16 rows
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 40u);
+  EXPECT_EQ(engine.known_sizes(), std::vector<uint64_t>{40});
+
+  const uint64_t ticket = engine.request(8);
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_TRUE(engine.done(ticket));
+  ASSERT_EQ(engine.rows(ticket), 8u);
+  const Columns& block = engine.block(ticket);
+  std::set<int64_t> ids;
+  for (size_t i = 0; i < 8; ++i) {
+    const int64_t id = read_i64(block, 0, i);
+    EXPECT_EQ(read_i64(block, 0, i, 1), id);
+    EXPECT_EQ(read_i64(block, kLayout.label_column(), i), id % kClasses);
+    float w;
+    std::memcpy(&w, block.at(kLayout, kLayout.weight_column(), i), sizeof w);
+    EXPECT_EQ(w, 1.0f);
+    EXPECT_EQ(engine.ranks(ticket)[i], 0);
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, 40);
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 8u) << "draws are without replacement";
+
+  const EngineStats stats = engine.stats();
+  EXPECT_EQ(stats.draws, 1u);
+  EXPECT_EQ(stats.rows_drawn, 8u);
+  EXPECT_EQ(stats.rows_remote, 0u);
+  EXPECT_EQ(stats.inserts, 3u);
+  EXPECT_EQ(stats.rows_offered, 40u);
+  EXPECT_EQ(stats.failed_requests, 0u);
+  EXPECT_TRUE(engine.close());
+}
+
+TEST(RehearsalEngineTest, DrawsFewerWhenFewerStored) {
+  RehearsalEngine engine(make_buffer(), nullptr, options());
+  uint64_t ticket = engine.request(5);
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(ticket), 0u);
+  Rows rows(3);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  ticket = engine.request(5);
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(ticket), 3u);
+  ticket = engine.request(0);
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(ticket), 0u);
+}
+
+TEST(RehearsalEngineTest, CandidatesPerAdd) {
+  auto buffer = make_buffer(1000);
+  EngineOptions o = options();
+  o.candidates = 5;
+  RehearsalEngine engine(buffer, nullptr, o);
+  for (int i = 0; i < 4; ++i) {
+    Rows rows(20, i * 20);
+    engine.add(rows.in());
+  }
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 20u);
+  EXPECT_EQ(engine.stats().rows_offered, 20u);
+}
+
+TEST(RehearsalEngineTest, RejectsBadInputChangingNothing) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());
+  Rows rows(4);
+  rows.labels[3] = -2;
+  EXPECT_THROW(engine.add(rows.in()), std::invalid_argument);
+  EXPECT_THROW(engine.request(9), std::invalid_argument);  // max_representatives is 8
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 0u);
+  EXPECT_EQ(engine.stats().inserts, 0u);
+  EXPECT_EQ(engine.stats().draws, 0u);
+}
+
+TEST(RehearsalEngineTest, TicketsAlternateBlocksAndExpire) {
+  RehearsalEngine engine(make_buffer(), nullptr, options());
+  Rows rows(30);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t0 = engine.request(4);
+  const uint64_t t1 = engine.request(4);
+  EXPECT_EQ(t1, t0 + 1);
+  EXPECT_NE(engine.block(t0).base[0], engine.block(t1).base[0]);
+  ASSERT_TRUE(engine.wait(t0, milliseconds(5000)));
+  ASSERT_TRUE(engine.wait(t1, milliseconds(5000)));
+  const uint64_t t2 = engine.request(4);  // reuses t0's block
+  EXPECT_EQ(engine.block(t2).base[0], engine.block(t0).base[0]);
+  EXPECT_THROW(engine.done(t0), std::invalid_argument);
+  EXPECT_THROW(engine.wait(t0, milliseconds(1)), std::invalid_argument);
+  EXPECT_THROW(engine.rows(t0), std::invalid_argument);
+  EXPECT_THROW(engine.done(t2 + 1), std::invalid_argument);  // not issued yet
+  ASSERT_TRUE(engine.wait(t2, milliseconds(5000)));
+}
+
+TEST(RehearsalEngineTest, BackPressureWithTinyQueue) {
+  auto buffer = make_buffer(500);
+  EngineOptions o = options();
+  o.queue_blocks = 1;
+  o.queue_rows = 2;
+  RehearsalEngine engine(buffer, nullptr, o);
+  // Every add needs several one-block round trips through the worker; nothing is lost.
+  for (int i = 0; i < 50; ++i) {
+    Rows rows(7, i * 7);
+    engine.add(rows.in());
+  }
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 350u);
+  EXPECT_EQ(engine.stats().rows_offered, 350u);
+  EXPECT_EQ(engine.stats().inserts, 50u * 4);  // ceil(7 / 2) blocks per add
+}
+
+TEST(RehearsalEngineTest, AddTimesOutWhenTheQueueStaysFull) {
+  auto buffer = make_buffer();
+  EngineOptions o = options(milliseconds(100));
+  o.queue_blocks = 1;
+  RehearsalEngine engine(buffer, nullptr, o);
+  {
+    BufferBlocker blocker(*buffer);
+    Rows rows(4);
+    engine.add(rows.in());  // fills the only block; the worker blocks applying it
+    const auto start = Clock::now();
+    EXPECT_THROW(engine.add(rows.in()), TimeoutError);
+    EXPECT_GE(Clock::now() - start, milliseconds(90));
+    EXPECT_FALSE(engine.flush(milliseconds(50)));
+  }
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 4u);
+}
+
+// A two-rank transport whose peer never answers until released (ignoring the deadline, as
+// a broken engine might), or answers with a fixed status.
+class StubTransport : public Transport {
+ public:
+  explicit StubTransport(wire::Status status, bool block) : status_(status), block_(block) {}
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  const char* name() const override { return "stub"; }
+  void fetch(const std::vector<PeerRequest>& requests, const Columns&, Clock::time_point,
+             std::vector<PeerReply>& replies) override {
+    std::unique_lock lock(mu_);
+    ++fetches_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !block_; });
+    for (const PeerRequest& r : requests) replies.push_back(PeerReply{r.peer, status_, 0});
+  }
+  bool close(Clock::time_point) override { return true; }
+  void abandon() override {}
+
+  void wait_for_fetch() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return fetches_ > 0; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    block_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  wire::Status status_;
+  bool block_;
+  int fetches_ = 0;
+};
+
+TEST(RehearsalEngineTest, WaitAndRequestTimeOutWhileADrawIsStuck) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/true);
+  RehearsalEngine engine(buffer, transport, options(milliseconds(100)));
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t0 = engine.request(4);
+  transport->wait_for_fetch();  // the worker is inside t0's fetch
+  EXPECT_FALSE(engine.wait(t0, milliseconds(30)));
+  EXPECT_FALSE(engine.done(t0));
+  EXPECT_THROW(engine.rows(t0), std::invalid_argument);
+  engine.add(rows.in());
+  EXPECT_FALSE(engine.flush(milliseconds(30)));  // the insert queued behind the draw waits too
+  const uint64_t t1 = engine.request(4);
+  const auto start = Clock::now();
+  EXPECT_THROW(engine.request(4), TimeoutError);  // both receive blocks are in flight
+  EXPECT_GE(Clock::now() - start, milliseconds(90));
+  transport->release();
+  ASSERT_TRUE(engine.wait(t0, milliseconds(5000)));
+  ASSERT_TRUE(engine.wait(t1, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(t0), 4u);
+  EXPECT_EQ(engine.rows(t1), 4u);
+  EXPECT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 20u);
+  EXPECT_TRUE(engine.excluded_peers().empty());
+}
+
+TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false);
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t = engine.request(4);
+  ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(t), 4u);  // the local rows still arrive
+  EXPECT_EQ(engine.excluded_peers(), std::vector<int>{1});
+  EXPECT_EQ(engine.stats().failed_requests, 1u);
+  EXPECT_EQ(engine.known_sizes(), (std::vector<uint64_t>{10, 0}));
+}
+
+TEST(RehearsalEngineTest, SameSeedSameDraws) {
+  auto run = [] {
+    RehearsalEngine engine(make_buffer(32, 9), nullptr, options());
+    std::vector<int64_t> ids;
+    for (int step = 0; step < 10; ++step) {
+      Rows rows(12, step * 12);
+      engine.add(rows.in());
+      EXPECT_TRUE(engine.flush(milliseconds(5000)));  // fixes the order of inserts and draws
+      const uint64_t t = engine.request(6);
+      EXPECT_TRUE(engine.wait(t, milliseconds(5000)));
+      for (size_t i = 0; i < engine.rows(t); ++i) ids.push_back(read_i64(engine.block(t), 0, i));
+    }
+    return ids;
+  };
+  const auto a = run();
+  EXPECT_EQ(a.size(), 60u);
+  EXPECT_EQ(a, run());
+}
+
+TEST(RehearsalEngineTest, CloseAppliesQueuedAddsAndRejectsLaterCalls) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());
+  Rows rows(20);
+  engine.add(rows.in());
+  EXPECT_TRUE(engine.close());
+  EXPECT_EQ(buffer->size(), 20u);
+  EXPECT_TRUE(engine.close());  // idempotent
+  EXPECT_THROW(engine.add(rows.in()), std::runtime_error);
+  EXPECT_THROW(engine.request(1), std::runtime_error);
+}
+
+TEST(RehearsalEngineTest, AbandonAndDestroyWithWorkInFlight) {
+  auto buffer = make_buffer();
+  {
+    RehearsalEngine engine(buffer, nullptr, options());
+    Rows rows(20);
+    engine.add(rows.in());
+    engine.request(8);
+    engine.abandon();
+    EXPECT_THROW(engine.add(rows.in()), std::runtime_error);
+  }
+  {
+    RehearsalEngine engine(buffer, nullptr, options());
+    Rows rows(5);
+    engine.add(rows.in());
+    engine.request(8);
+  }  // the destructor joins the worker
+  SUCCEED();
+}
+
+TEST(RehearsalEngineTest, ConcurrentAddersAndOneDrawer) {
+  auto buffer = make_buffer(128);
+  RehearsalEngine engine(buffer, nullptr, options());
+  std::vector<std::thread> adders;
+  for (int t = 0; t < 2; ++t)
+    adders.emplace_back([&, t] {
+      for (int step = 0; step < 100; ++step) {
+        Rows rows(8, (t * 100 + step) * 8);
+        engine.add(rows.in());
+      }
+    });
+  bool consistent = true;
+  for (int step = 0; step < 100; ++step) {
+    const uint64_t t = engine.request(8);
+    ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+    for (size_t i = 0; i < engine.rows(t); ++i) {
+      const int64_t id = read_i64(engine.block(t), 0, i);
+      consistent = consistent && read_i64(engine.block(t), 0, i, 1) == id &&
+                   read_i64(engine.block(t), kLayout.label_column(), i) == id % kClasses;
+    }
+  }
+  for (auto& th : adders) th.join();
+  EXPECT_TRUE(consistent);
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 128u);
+  EXPECT_EQ(engine.stats().rows_offered, 1600u);
+}
+
+}  // namespace
+}  // namespace reverie
