@@ -18,8 +18,17 @@ std::shared_ptr<LocalBuffer> make_buffer(std::vector<size_t> field_bytes, size_t
                                        BufferOptions{capacity, num_classes, candidates, seed});
 }
 
-py::dict state_of(const LocalBuffer& buf) {
-  const auto state = buf.state();
+py::object state_of(const LocalBuffer& buf, const std::optional<Ptrs>& rows, size_t n) {
+  std::optional<LocalBuffer::State> snap;
+  if (rows) {
+    auto cols = columns_arg<Columns>(buf.layout(), *rows, n);
+    py::gil_scoped_release release;
+    snap = buf.snapshot(&cols);
+  } else {
+    snap = buf.snapshot(nullptr);
+  }
+  if (!snap) return py::none();
+  const auto& state = *snap;
   py::list classes;
   for (const auto& c : state.classes) classes.append(py::make_tuple(c.label, c.seen, c.members));
   py::dict out;
@@ -83,7 +92,7 @@ void bind_buffer(py::module_& m) {
       .def_property_readonly("capacity", &LocalBuffer::capacity)
       .def_property_readonly("nbytes", &LocalBuffer::nbytes)
       .def("class_counts", &LocalBuffer::class_counts)
-      .def("state", &state_of)
+      .def("state", &state_of, py::arg("rows") = py::none(), py::arg("n") = 0)
       .def("restore", &restore_from, py::arg("state"), py::arg("rows"), py::arg("n"));
 }
 

@@ -89,9 +89,13 @@ std::vector<std::pair<int64_t, size_t>> LocalBuffer::class_counts() const {
   return counts;
 }
 
-LocalBuffer::State LocalBuffer::state() const {
+std::optional<LocalBuffer::State> LocalBuffer::snapshot(const Columns* rows) const {
   std::shared_lock lock(mu_);
   std::lock_guard sample_lock(sample_mu_);
+  if (rows != nullptr) {
+    if (rows->rows != policy_.size()) return std::nullopt;
+    for (size_t slot = 0; slot < rows->rows; ++slot) arena_.copy_out(slot, *rows, slot);
+  }
   return State{policy_.classes(), insert_rng_.state(), sample_rng_.state()};
 }
 
@@ -101,6 +105,10 @@ void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
   ReservoirPolicy policy(policy_.capacity(), policy_.num_classes());
   policy.restore(state.classes);
   if (rows.rows != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
+  const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
+  for (const auto& c : state.classes)
+    for (uint32_t slot : c.members)
+      if (labels[slot] != c.label) throw std::invalid_argument("state: a sample's label does not match its class");
   policy_ = std::move(policy);
   for (size_t i = 0; i < rows.rows; ++i) arena_.copy_in(i, rows, i);
   insert_rng_.set_state(state.insert_rng);

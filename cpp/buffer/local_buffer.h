@@ -58,8 +58,10 @@ class LocalBuffer {
     Rng::State insert_rng{};
     Rng::State sample_rng{};
   };
-  // Policy and RNG state; with the arena rows [0, size) it restores the buffer exactly.
-  State state() const;
+  // Policy and RNG state, and (when `rows` is given) a copy of slots [0, size) into it,
+  // taken under one lock so contents and counters agree. nullopt when size() != rows->rows.
+  std::optional<State> snapshot(const Columns* rows) const;
+  State state() const { return *snapshot(nullptr); }
   // Replaces contents, policy and RNG state; `rows` holds slots [0, size) in order.
   void restore(const State& state, const ConstColumns& rows);
 

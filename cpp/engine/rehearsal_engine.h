@@ -58,8 +58,8 @@ class RehearsalEngine {
   const LocalBuffer& buffer() const { return *buffer_; }
 
   // Validates labels (std::invalid_argument, nothing queued), then copies the chosen
-  // candidates into the queue. Blocks only while the queue is full; throws
-  // std::runtime_error after the timeout.
+  // candidates into the queue. Blocks only while the queue is full; throws TimeoutError
+  // after the timeout.
   void add(const ConstColumns& rows);
   // Waits until every queued add is applied; false on timeout.
   bool flush(std::chrono::milliseconds timeout);
@@ -132,6 +132,8 @@ class RehearsalEngine {
   std::vector<bool> excluded_;
   std::vector<PeerRequest> requests_;
   std::vector<PeerReply> replies_;
+  std::vector<uint64_t> plan_counts_;
+  std::vector<bool> keep_;
 
   EngineStats stats_;
   bool stopping_ = false;

@@ -26,11 +26,14 @@ FORMAT_VERSION = 1
 
 def local_state(schema: Schema, core: Any) -> dict[str, Any]:
     """Contents (slots in order), reservoir and RNG state of a ``_core.LocalBuffer``."""
-    policy = core.state()
-    n = sum(len(members) for _, _, members in policy["classes"])
-    rows = schema.allocate(n)
-    if not core.gather(list(range(n)), schema.out_pointers(rows, n)):
-        raise RuntimeError("save: the buffer changed while being saved")
+    for _ in range(100):  # the size only grows, so a retry sees a larger, stable count
+        n = core.size()
+        rows = schema.allocate(n)
+        policy = core.state(schema.out_pointers(rows, n), n)
+        if policy is not None:
+            break
+    else:
+        raise RuntimeError("save: the buffer kept growing while being saved")
     return {
         "samples": {"fields": dict(rows), "labels": rows.labels, "weights": rows.weights},
         "policy": policy,
