@@ -3,6 +3,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
 #include "bindings/columns_arg.h"
 #include "engine/rehearsal_engine.h"
 #include "transport/transport.h"
@@ -56,13 +61,83 @@ py::dict stats_of(const RehearsalEngine& e) {
   return d;
 }
 
+// The wire format, for unit tests of the decoder and hand-crafted requests in fault tests.
+void bind_wire(py::module_& m) {
+  py::enum_<wire::Status>(m, "WireStatus")
+      .value("ok", wire::Status::kOk)
+      .value("malformed", wire::Status::kMalformed)
+      .value("bad_token", wire::Status::kBadToken)
+      .value("bad_slot", wire::Status::kBadSlot)
+      .value("too_many", wire::Status::kTooMany)
+      .value("closing", wire::Status::kClosing)
+      .value("timeout", wire::Status::kTimeout)
+      .value("unreachable", wire::Status::kUnreachable);
+  m.attr("WIRE_REQUEST_HEADER_BYTES") = sizeof(wire::RequestHeader);
+  m.attr("WIRE_REPLY_BYTES") = sizeof(wire::Reply);
+  m.def(
+      "wire_encode_request",
+      [](uint64_t token, uint64_t request_id, const std::vector<uint32_t>& slots) {
+        std::string out(wire::request_bytes(static_cast<uint32_t>(slots.size())), '\0');
+        wire::encode_request(token, request_id, slots.data(), static_cast<uint32_t>(slots.size()),
+                             reinterpret_cast<std::byte*>(out.data()));
+        return py::bytes(out);
+      },
+      py::arg("token"), py::arg("request_id"), py::arg("slots"));
+  m.def(
+      "wire_decode_request",
+      [](const py::bytes& data, uint64_t token, uint32_t max_count, uint64_t owner_size) {
+        // Copied into 4-byte aligned memory, as a receive buffer would be.
+        const std::string_view view(data);
+        std::vector<uint32_t> aligned((view.size() + 3) / 4);
+        std::memcpy(aligned.data(), view.data(), view.size());
+        const auto req = wire::decode_request(reinterpret_cast<const std::byte*>(aligned.data()), view.size(), token,
+                                              max_count, owner_size);
+        py::object id = req.has_id ? py::object(py::int_(req.request_id)) : py::object(py::none());
+        return py::make_tuple(req.status, id, std::vector<uint32_t>(req.slots, req.slots + req.count));
+      },
+      py::arg("data"), py::arg("token"), py::arg("max_count"), py::arg("owner_size"),
+      "(status, request_id or None, slots) of a received request, validated as an owner would.");
+}
+
 void bind_transports(py::module_& m) {
-  py::class_<Transport, std::shared_ptr<Transport>>(m, "Transport")
-      .def_property_readonly("rank", &Transport::rank)
+  bind_wire(m);
+  py::class_<Transport, std::shared_ptr<Transport>> transport(m, "Transport");
+  transport.def_property_readonly("rank", &Transport::rank)
       .def_property_readonly("world_size", &Transport::world_size)
       .def_property_readonly("name", &Transport::name);
 #ifdef REVERIE_HAVE_MPI
   m.attr("HAVE_MPI") = true;
+  // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
+  transport.def(
+      "send_raw_request",
+      [](Transport& t, int peer, const py::bytes& data, double timeout) -> py::object {
+        auto* mpi = dynamic_cast<MpiTransport*>(&t);
+        if (mpi == nullptr) throw py::type_error("send_raw_request: only the mpi engine has this test hook");
+        const std::string_view view(data);
+        std::vector<std::byte> bytes(view.size());
+        std::memcpy(bytes.data(), view.data(), view.size());
+        const auto deadline = Clock::now() + ms(timeout);
+        std::optional<MpiTransport::RawReply> reply;
+        {
+          py::gil_scoped_release release;
+          reply = mpi->send_raw_request(peer, bytes, deadline);
+        }
+        if (!reply) return py::none();
+        py::dict d;
+        d["status"] = static_cast<wire::Status>(reply->reply.status);
+        d["magic"] = reply->reply.magic;
+        d["request_id"] = reply->reply.request_id;
+        d["owner_size"] = reply->reply.owner_size;
+        d["count"] = reply->reply.count;
+        d["anonymous"] = reply->anonymous;
+        d["reply_bytes"] = reply->reply_bytes;
+        d["payload_messages"] = reply->payload_messages;
+        d["payload_bytes"] = reply->payload_bytes;
+        return std::move(d);
+      },
+      py::arg("peer"), py::arg("data"), py::arg("timeout"),
+      "Test hook: sends raw request bytes to peer's server, returns its reply as a dict or None on timeout. "
+      "Call only while no draw is in flight on this rank.");
   m.def(
       "mpi_transport",
       [](std::shared_ptr<LocalBuffer> buffer, int64_t comm_f, uint64_t token, uint32_t max_rows, double timeout) {
@@ -126,6 +201,27 @@ void bind_engine(py::module_& m) {
       .def("block_arrays", &block_arrays, py::arg("which"))
       .def("known_sizes", &RehearsalEngine::known_sizes)
       .def("excluded_peers", &RehearsalEngine::excluded_peers)
+      .def(
+          "snapshot",
+          [](RehearsalEngine& e) {
+            EngineState st;
+            {
+              py::gil_scoped_release release;
+              st = e.quiesce_and_snapshot();
+            }
+            py::dict d;
+            d["select_rng"] = st.select_rng;
+            d["draw_rng"] = st.draw_rng;
+            d["sizes"] = st.sizes;
+            return d;
+          })
+      .def(
+          "restore",
+          [](RehearsalEngine& e, const py::dict& d) {
+            e.restore(EngineState{d["select_rng"].cast<Rng::State>(), d["draw_rng"].cast<Rng::State>(),
+                                  d["sizes"].cast<std::vector<uint64_t>>()});
+          },
+          py::arg("state"))
       .def("stats", &stats_of)
       .def("close", &RehearsalEngine::close, py::call_guard<py::gil_scoped_release>())
       .def("abandon", &RehearsalEngine::abandon, py::call_guard<py::gil_scoped_release>());

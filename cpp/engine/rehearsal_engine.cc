@@ -3,12 +3,29 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "common/errors.h"
 #include "policy/candidate_selection.h"
 
 namespace reverie {
 namespace {
+
+// Worker and waiter stay hot this long before sleeping on the condition variable, so
+// back-to-back draws skip the wake-up of a sleeping thread (several us each way).
+constexpr std::chrono::microseconds kHotWait{50};
+
+// Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
+// goes on to sleep on the condition variable if needed.
+template <typename Ready>
+void wait_hot(std::unique_lock<std::mutex>& lock, Ready ready) {
+  const auto until = Clock::now() + kHotWait;
+  while (!ready() && Clock::now() < until) {
+    lock.unlock();
+    std::this_thread::yield();
+    lock.lock();
+  }
+}
 
 uint64_t elapsed_ns(Clock::time_point since) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
@@ -126,7 +143,9 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) c
   std::unique_lock lock(mu_);
   const Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
-  return cv_.wait_for(lock, timeout, [&] { return draw.ticket != ticket || draw.finished; }) && draw.ticket == ticket;
+  const auto ready = [&] { return draw.ticket != ticket || draw.finished; };
+  wait_hot(lock, ready);
+  return cv_.wait_for(lock, timeout, ready) && draw.ticket == ticket;
 }
 
 size_t RehearsalEngine::rows(uint64_t ticket) const {
@@ -138,11 +157,13 @@ size_t RehearsalEngine::rows(uint64_t ticket) const {
 
 void RehearsalEngine::run() {
   std::unique_lock lock(mu_);
+  const auto has_work = [&] {
+    return stopping_ || queue_count_ > 0 || (draws_[0].pending && !draws_[0].finished) ||
+           (draws_[1].pending && !draws_[1].finished);
+  };
   while (true) {
-    cv_.wait(lock, [&] {
-      return stopping_ || queue_count_ > 0 || (draws_[0].pending && !draws_[0].finished) ||
-             (draws_[1].pending && !draws_[1].finished);
-    });
+    wait_hot(lock, has_work);
+    cv_.wait(lock, has_work);
     Draw* todo = nullptr;
     for (Draw& d : draws_)
       if (d.pending && !d.finished && (todo == nullptr || d.ticket < todo->ticket)) todo = &d;
@@ -188,20 +209,21 @@ void RehearsalEngine::run_draw(Draw& draw) {
   const auto start = Clock::now();
   const size_t slot = draw.ticket % 2;
   const int world = world_size();
-  std::vector<uint64_t> counts;
   {
     std::lock_guard lock(mu_);
-    counts = sizes_;
+    plan_counts_ = sizes_;
     for (int p = 0; p < world; ++p)
-      if (excluded_[p]) counts[p] = 0;
+      if (excluded_[p]) plan_counts_[p] = 0;
   }
-  counts[self_] = buffer_->size();
-  plan_.plan(counts, draw.r, draw_rng_);
+  plan_counts_[self_] = buffer_->size();
+  plan_.plan(plan_counts_, draw.r, draw_rng_);
 
   const Columns& dest = blocks_[slot].columns();
-  std::vector<bool> keep(world, true);
-  keep[self_] = buffer_->gather(plan_.slots().data() + plan_.offset(self_), plan_.count(self_), dest,
-                                plan_.offset(self_));
+  keep_.assign(world, true);
+  auto gather_local = [&] {
+    keep_[self_] = buffer_->gather(plan_.slots().data() + plan_.offset(self_), plan_.count(self_), dest,
+                                   plan_.offset(self_));
+  };
   requests_.clear();
   for (int p = 0; p < world; ++p) {
     if (p == self_ || excluded_[p]) continue;
@@ -209,7 +231,13 @@ void RehearsalEngine::run_draw(Draw& draw) {
         PeerRequest{p, plan_.slots().data() + plan_.offset(p), static_cast<uint32_t>(plan_.count(p)), plan_.offset(p)});
   }
   replies_.clear();
-  if (!requests_.empty()) transport_->fetch(requests_, dest, Clock::now() + options_.timeout, replies_);
+  if (requests_.empty()) {
+    gather_local();
+  } else {
+    // The local rows are copied while the peers' rows travel.
+    transport_->fetch_overlapped(requests_, dest, Clock::now() + options_.timeout, replies_, gather_local);
+  }
+  std::vector<bool>& keep = keep_;
 
   uint64_t failed = 0;
   uint64_t remote_rows = 0;

@@ -4,6 +4,7 @@
 // Engines: transport/mpi (portable) and transport/thallium (HPC fabrics).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/columns.h"
@@ -39,6 +40,16 @@ class Transport {
   // Called by one thread at a time; `dest` must stay valid until it returns.
   virtual void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                      std::vector<PeerReply>& replies) = 0;
+
+  // As fetch(), and runs `local_work` on the calling thread once every request is on its
+  // way, so the requester's own copies overlap the peers' transfers. Engines that cannot
+  // overlap keep this default: local_work first, then fetch().
+  virtual void fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest,
+                                Clock::time_point deadline, std::vector<PeerReply>& replies,
+                                const std::function<void()>& local_work) {
+    local_work();
+    fetch(requests, dest, deadline, replies);
+  }
 
   // Collective: stops serving once every rank has stopped fetching, or at `deadline`
   // (a dead peer cannot hang it). Returns false when the deadline cut it short.

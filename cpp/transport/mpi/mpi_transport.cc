@@ -1,5 +1,7 @@
 #include "transport/mpi/mpi_transport.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -11,8 +13,18 @@ namespace reverie {
 namespace {
 
 constexpr int kRequestTag = 1;
+constexpr int kAnonymousReplyTag = 2;  // answers a request whose header (so id) is unreadable
 constexpr int kReplyTagBase = 16;
 constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guaranteed MPI_TAG_UB
+
+// Waiting policy (see common/backoff.h). While an exchange is under way both sides poll
+// without sleeping, so MPI's transfers progress at full speed; a server stays hot for a
+// short window after each request (back-to-back draws see no wake-up delay), then sleeps
+// up to 1 ms between probes, so an idle server costs well under 1% of a core.
+constexpr std::chrono::microseconds kActiveSpin{50000};  // then sleep, in case a peer hangs
+constexpr std::chrono::microseconds kActiveMaxSleep{100};
+constexpr std::chrono::microseconds kIdleSpin{2000};
+constexpr std::chrono::microseconds kIdleMaxSleep{1000};
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }
@@ -23,6 +35,36 @@ void check(int rc, const char* what) {
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   throw std::runtime_error(std::string("mpi transport: ") + what + ": " + std::string(msg, len));
+}
+
+void tighten_timer_slack_once() {
+  thread_local bool done = false;
+  if (!done) Backoff::tighten_timer_slack();
+  done = true;
+}
+
+// Withdraws requests still open after a failure or a timeout (receives are cancelled so
+// no late message lands in memory that is reused later).
+void withdraw(MPI_Request* reqs, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (reqs[i] == MPI_REQUEST_NULL) continue;
+    MPI_Cancel(&reqs[i]);
+    MPI_Request_free(&reqs[i]);
+  }
+}
+
+// Tests every request of [reqs, reqs + n): 1 when all completed, 0 when some are open,
+// -1 when one completed with an error (e.g. a message longer than its receive).
+int test_all(MPI_Request* reqs, size_t n) {
+  int result = 1;
+  for (size_t i = 0; i < n; ++i) {
+    if (reqs[i] == MPI_REQUEST_NULL) continue;
+    int flag = 0;
+    MPI_Status status;
+    if (MPI_Test(&reqs[i], &flag, &status) != MPI_SUCCESS) return -1;
+    if (!flag) result = 0;
+  }
+  return result;
 }
 
 }  // namespace
@@ -42,16 +84,23 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
 
-  const size_t columns = buffer_->layout().num_columns();
-  request_bufs_.assign(size_, std::vector<std::byte>(wire::request_bytes(options_.max_rows)));
-  reply_bufs_.resize(size_);
-  pending_.reserve(3 * size_);
-  recv_types_.reserve(size_);
-  client_displs_.resize(columns);
-  client_lens_.resize(columns);
-  server_request_.resize(wire::request_bytes(options_.max_rows));
-  server_displs_.resize(columns * options_.max_rows);
-  server_lens_.resize(columns * options_.max_rows);
+  const SampleLayout& layout = buffer_->layout();
+  const uint32_t max_rows = options_.max_rows;
+  request_bufs_.assign(size_, std::vector<std::byte>(wire::request_bytes(max_rows)));
+  reply_bufs_.assign(size_, std::vector<std::byte>(reply_message_bytes(max_rows)));
+  sends_.reserve(size_);
+  headers_.reserve(size_);
+  payload_first_.reserve(size_ + 1);
+  ids_.reserve(size_);
+  stages_.reserve(size_);
+  payloads_.reserve(payload_messages(max_rows));  // rows of one draw, split over peers
+
+  size_t packed = 0;
+  for (size_t f = 0; f < layout.num_fields(); ++f) packed += layout.row_bytes(f) * max_rows;
+  server_request_.resize(wire::request_bytes(max_rows));
+  server_reply_.resize(reply_message_bytes(max_rows));
+  server_packed_.resize(packed);
+  server_sends_.reserve(1 + payload_messages(max_rows));
   server_ = std::thread([this] { serve_loop(); });
 }
 
@@ -62,96 +111,134 @@ void MpiTransport::stop_server() {
   if (server_.joinable()) server_.join();
 }
 
-MPI_Datatype MpiTransport::rows_type(const Columns& cols, const uint32_t* slots, size_t first_row, uint32_t count,
-                                     std::vector<MPI_Aint>& displs, std::vector<int>& lens) const {
+void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out) {
   const SampleLayout& layout = buffer_->layout();
-  size_t n = 0;
-  for (size_t c = 0; c < layout.num_columns(); ++c) {
-    const auto rb = static_cast<int>(layout.row_bytes(c));
-    if (slots == nullptr) {
-      MPI_Get_address(cols.at(layout, c, first_row), &displs[n]);
-      lens[n++] = rb * static_cast<int>(count);
-      continue;
-    }
-    for (uint32_t i = 0; i < count; ++i) {
-      MPI_Get_address(cols.at(layout, c, slots[i]), &displs[n]);
-      lens[n++] = rb;
-    }
-  }
-  MPI_Datatype type;
-  check(MPI_Type_create_hindexed(static_cast<int>(n), lens.data(), displs.data(), MPI_BYTE, &type),
-        "MPI_Type_create_hindexed");
-  check(MPI_Type_commit(&type), "MPI_Type_commit");
-  return type;
+  if (req.count == 0) return;
+  for (size_t f = 0; f < layout.num_fields(); ++f)
+    check(MPI_Irecv(dest.at(layout, f, req.first_row), static_cast<int>(layout.row_bytes(f) * req.count), MPI_BYTE,
+                    req.peer, payload_tag(id), comm_, out++),
+          "MPI_Irecv(payload)");
 }
 
 void MpiTransport::fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                          std::vector<PeerReply>& replies) {
+  fetch_overlapped(requests, dest, deadline, replies, {});
+}
+
+void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest,
+                                    Clock::time_point deadline, std::vector<PeerReply>& replies,
+                                    const std::function<void()>& local_work) {
   if (closed_) throw std::runtime_error("mpi transport: fetch after close");
-  replies.assign(requests.size(), PeerReply{});
-  pending_.assign(3 * requests.size(), MPI_REQUEST_NULL);
-  std::vector<uint64_t> ids(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
+  const SampleLayout& layout = buffer_->layout();
+  const size_t n = requests.size();
+  replies.assign(n, PeerReply{});
+  sends_.assign(n, MPI_REQUEST_NULL);
+  headers_.assign(n, MPI_REQUEST_NULL);
+  ids_.resize(n);
+  stages_.assign(n, Stage::kHeader);
+  payload_first_.resize(n + 1);
+  payload_first_[0] = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (requests[i].count > options_.max_rows) throw std::invalid_argument("mpi transport: request exceeds max rows");
+    payload_first_[i + 1] = payload_first_[i] + payload_messages(requests[i].count);
+  }
+  payloads_.assign(payload_first_[n], MPI_REQUEST_NULL);
+
+  for (size_t i = 0; i < n; ++i) {
     const PeerRequest& req = requests[i];
-    if (req.count > options_.max_rows) throw std::invalid_argument("mpi transport: request exceeds max rows");
     const uint64_t id = next_request_id_++;
-    ids[i] = id;
+    ids_[i] = id;
     replies[i].peer = req.peer;
-    MPI_Request* r = &pending_[3 * i];
-    check(MPI_Irecv(&reply_bufs_[req.peer], sizeof(wire::Reply), MPI_BYTE, req.peer, header_tag(id), comm_, &r[0]),
+    check(MPI_Irecv(reply_bufs_[req.peer].data(), static_cast<int>(reply_message_bytes(req.count)), MPI_BYTE,
+                    req.peer, header_tag(id), comm_, &headers_[i]),
           "MPI_Irecv(reply)");
-    if (req.count > 0) {
-      MPI_Datatype type = rows_type(dest, nullptr, req.first_row, req.count, client_displs_, client_lens_);
-      check(MPI_Irecv(MPI_BOTTOM, 1, type, req.peer, payload_tag(id), comm_, &r[1]), "MPI_Irecv(payload)");
-      MPI_Type_free(&type);
-    } else {
-      check(MPI_Irecv(nullptr, 0, MPI_BYTE, req.peer, payload_tag(id), comm_, &r[1]), "MPI_Irecv(payload)");
-    }
+    post_payload(req, id, dest, &payloads_[payload_first_[i]]);
     const size_t len = wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data());
     check(MPI_Isend(request_bufs_[req.peer].data(), static_cast<int>(len), MPI_BYTE, req.peer, kRequestTag, comm_,
-                    &r[2]),
+                    &sends_[i]),
           "MPI_Isend(request)");
   }
 
-  Backoff backoff(std::chrono::microseconds(100), 256);
-  size_t open = requests.size();
-  std::vector<bool> finished(requests.size(), false);
+  if (local_work) local_work();
+
+  // A request is finished once its reply (and payload, if any) arrived and its send completed.
+  auto fail = [&](size_t i, wire::Status status) {
+    replies[i].status = status;
+    stages_[i] = Stage::kDone;
+    withdraw(&headers_[i], 1);
+    withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+  };
+  tighten_timer_slack_once();
+  Backoff backoff(kActiveMaxSleep, kActiveSpin);
+  size_t open = n;
   while (open > 0 && Clock::now() < deadline) {
     bool progressed = false;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (finished[i]) continue;
-      int flag = 0;
-      MPI_Testall(3, &pending_[3 * i], &flag, MPI_STATUSES_IGNORE);
-      if (!flag) continue;
-      finished[i] = true;
-      progressed = true;
-      --open;
-      const wire::Reply& reply = reply_bufs_[requests[i].peer];
-      if (!wire::reply_valid(reply, ids[i], requests[i].count)) {
-        replies[i].status = wire::Status::kMalformed;
-        continue;
+    for (size_t i = 0; i < n; ++i) {
+      if (stages_[i] == Stage::kFinished) continue;
+      const PeerRequest& req = requests[i];
+      if (stages_[i] == Stage::kHeader) {
+        int flag = 0;
+        MPI_Status status;
+        if (MPI_Test(&headers_[i], &flag, &status) != MPI_SUCCESS) {
+          fail(i, wire::Status::kMalformed);  // longer than any valid reply
+        } else if (flag) {
+          progressed = true;
+          int bytes = 0;
+          MPI_Get_count(&status, MPI_BYTE, &bytes);
+          const std::byte* msg = reply_bufs_[req.peer].data();
+          wire::Reply reply{};
+          std::memcpy(&reply, msg, std::min<size_t>(bytes, sizeof reply));
+          const bool ok = reply.status == static_cast<uint16_t>(wire::Status::kOk);
+          const size_t expected = reply_message_bytes(ok ? req.count : 0);
+          if (static_cast<size_t>(bytes) != expected || !wire::reply_valid(reply, ids_[i], req.count)) {
+            fail(i, wire::Status::kMalformed);
+          } else if (!ok) {
+            fail(i, static_cast<wire::Status>(reply.status));  // no payload follows
+            replies[i].owner_size = reply.owner_size;
+          } else {
+            replies[i].status = wire::Status::kOk;
+            replies[i].owner_size = reply.owner_size;
+            const size_t row = req.first_row;
+            std::memcpy(dest.at(layout, layout.label_column(), row), msg + sizeof reply, req.count * sizeof(int64_t));
+            std::memcpy(dest.at(layout, layout.weight_column(), row), msg + sizeof reply + req.count * sizeof(int64_t),
+                        req.count * sizeof(float));
+            stages_[i] = Stage::kPayload;
+          }
+        }
       }
-      replies[i].status = static_cast<wire::Status>(reply.status);
-      replies[i].owner_size = reply.owner_size;
+      if (stages_[i] == Stage::kPayload) {
+        const int done = test_all(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+        if (done < 0) {
+          fail(i, wire::Status::kMalformed);
+        } else if (done > 0) {
+          stages_[i] = Stage::kDone;
+        }
+      }
+      if (stages_[i] == Stage::kDone) {
+        int sent = 0;
+        MPI_Test(&sends_[i], &sent, MPI_STATUS_IGNORE);
+        if (sent) {
+          stages_[i] = Stage::kFinished;
+          progressed = true;
+          --open;
+        }
+      }
     }
     if (progressed) backoff.reset();
     if (open > 0) backoff.pause();
   }
-  for (size_t i = 0; i < requests.size(); ++i) {
-    if (finished[i]) continue;
-    // Timed out: withdraw the receives so no late reply lands in memory reused later.
-    for (int k = 0; k < 2; ++k)
-      if (pending_[3 * i + k] != MPI_REQUEST_NULL) {
-        MPI_Cancel(&pending_[3 * i + k]);
-        MPI_Request_free(&pending_[3 * i + k]);
-      }
-    if (pending_[3 * i + 2] != MPI_REQUEST_NULL) MPI_Request_free(&pending_[3 * i + 2]);
+  for (size_t i = 0; i < n; ++i) {
+    if (stages_[i] == Stage::kFinished) continue;
+    withdraw(&headers_[i], 1);
+    withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+    if (sends_[i] != MPI_REQUEST_NULL) MPI_Request_free(&sends_[i]);
     replies[i].status = wire::Status::kTimeout;
   }
 }
 
 void MpiTransport::serve_loop() {
-  Backoff backoff(std::chrono::microseconds(1000));
+  Backoff::tighten_timer_slack();
+  Backoff backoff(kIdleMaxSleep, kIdleSpin);
   while (!stop_.load(std::memory_order_relaxed)) {
     int flag = 0;
     MPI_Message message;
@@ -160,10 +247,10 @@ void MpiTransport::serve_loop() {
       backoff.pause();
       continue;
     }
-    backoff.reset();
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
     serve_one(message, status.MPI_SOURCE, bytes);
+    backoff.reset();
   }
 }
 
@@ -177,7 +264,15 @@ void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
   if (MPI_Mrecv(data, bytes, MPI_BYTE, &message, MPI_STATUS_IGNORE) != MPI_SUCCESS) return;
   buffer_->read([&](const Columns& arena, size_t size) {
     const auto req = wire::decode_request(data, bytes, options_.token, options_.max_rows, size);
-    if (!req.has_id) return;  // no id, no tag to answer on: the sender is not one of ours
+    if (!req.has_id) {
+      // No id, so no reply tag: answer on the anonymous tag, without waiting (a well-behaved
+      // requester never sends such a request, so nobody may ever receive it).
+      MPI_Request send = MPI_REQUEST_NULL;
+      if (MPI_Isend(&anonymous_reply_, sizeof anonymous_reply_, MPI_BYTE, source, kAnonymousReplyTag, comm_,
+                    &send) == MPI_SUCCESS)
+        MPI_Request_free(&send);
+      return;
+    }
     if (stop_.load()) return send_reply(source, req, wire::Status::kClosing, size, nullptr);
     send_reply(source, req, req.status, size, req.status == wire::Status::kOk ? &arena : nullptr);
   });
@@ -186,32 +281,105 @@ void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
 
 void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
                               const Columns* slots_from) {
+  const SampleLayout& layout = buffer_->layout();
   const uint32_t rows = slots_from != nullptr ? req.count : 0;
   const wire::Reply reply = wire::make_reply(status, req.request_id, owner_size, rows);
-  MPI_Request sends[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-  MPI_Isend(&reply, sizeof reply, MPI_BYTE, dest, header_tag(req.request_id), comm_, &sends[0]);
-  if (rows > 0) {
-    MPI_Datatype type = rows_type(*slots_from, req.slots, 0, rows, server_displs_, server_lens_);
-    MPI_Isend(MPI_BOTTOM, 1, type, dest, payload_tag(req.request_id), comm_, &sends[1]);
-    MPI_Type_free(&type);
-  } else {
-    MPI_Isend(nullptr, 0, MPI_BYTE, dest, payload_tag(req.request_id), comm_, &sends[1]);
+  std::byte* out = server_reply_.data();
+  std::memcpy(out, &reply, sizeof reply);
+  std::byte* labels = out + sizeof reply;
+  std::byte* weights = labels + rows * sizeof(int64_t);
+  for (uint32_t i = 0; i < rows; ++i) {
+    std::memcpy(labels + i * sizeof(int64_t), slots_from->at(layout, layout.label_column(), req.slots[i]),
+                sizeof(int64_t));
+    std::memcpy(weights + i * sizeof(float), slots_from->at(layout, layout.weight_column(), req.slots[i]),
+                sizeof(float));
   }
-  Backoff backoff(std::chrono::microseconds(100), 256);
+  const int tag = payload_tag(req.request_id);
+  server_sends_.assign(1, MPI_REQUEST_NULL);
+  MPI_Isend(out, static_cast<int>(reply_message_bytes(rows)), MPI_BYTE, dest, header_tag(req.request_id), comm_,
+            &server_sends_[0]);
+  std::byte* packed = server_packed_.data();
+  for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
+    const size_t rb = layout.row_bytes(f);
+    for (uint32_t i = 0; i < rows; ++i) std::memcpy(packed + i * rb, slots_from->at(layout, f, req.slots[i]), rb);
+    server_sends_.push_back(MPI_REQUEST_NULL);
+    MPI_Isend(packed, static_cast<int>(rb * rows), MPI_BYTE, dest, tag, comm_, &server_sends_.back());
+    packed += rb * rows;
+  }
+
+  Backoff backoff(kActiveMaxSleep, kActiveSpin);
   const auto deadline = Clock::now() + options_.send_timeout;
   int done = 0;
   while (true) {
-    MPI_Testall(2, sends, &done, MPI_STATUSES_IGNORE);
-    if (done || Clock::now() >= deadline) break;
+    done = test_all(server_sends_.data(), server_sends_.size());
+    if (done != 0 || Clock::now() >= deadline) break;
     backoff.pause();
   }
-  if (done) return;
-  std::fprintf(stderr, "reverie: rank %d: reply to rank %d timed out; dropping it\n", rank_, dest);
-  for (auto& s : sends)
-    if (s != MPI_REQUEST_NULL) {
-      MPI_Cancel(&s);
-      MPI_Request_free(&s);
+  if (done > 0) return;
+  std::fprintf(stderr, "reverie: rank %d: reply to rank %d %s; dropping it\n", rank_, dest,
+               done < 0 ? "failed" : "timed out");
+  withdraw(server_sends_.data(), server_sends_.size());
+}
+
+std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, const std::vector<std::byte>& bytes,
+                                                                     Clock::time_point deadline) {
+  if (closed_) throw std::runtime_error("mpi transport: send_raw_request after close");
+  if (peer < 0 || peer >= size_ || peer == rank_) throw std::invalid_argument("peer: expected another rank");
+  uint64_t id = 0;
+  const bool has_id = bytes.size() >= offsetof(wire::RequestHeader, request_id) + sizeof id;
+  if (has_id) std::memcpy(&id, bytes.data() + offsetof(wire::RequestHeader, request_id), sizeof id);
+  MPI_Request send = MPI_REQUEST_NULL;
+  check(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, peer, kRequestTag, comm_, &send),
+        "MPI_Isend(raw request)");
+  // Receives the next message from `peer` with `tag` into `out`, if one is there.
+  auto take = [&](int tag, std::vector<std::byte>& out) {
+    int flag = 0;
+    MPI_Message message;
+    MPI_Status status;
+    if (MPI_Improbe(peer, tag, comm_, &flag, &message, &status) != MPI_SUCCESS || !flag) return false;
+    int n = 0;
+    MPI_Get_count(&status, MPI_BYTE, &n);
+    out.resize(n);
+    MPI_Mrecv(out.data(), n, MPI_BYTE, &message, MPI_STATUS_IGNORE);
+    return true;
+  };
+  RawReply result;
+  std::vector<std::byte> header;
+  std::vector<std::byte> payload;
+  size_t expected_payload = 0;
+  enum { kHeader, kPayload, kDone } stage = kHeader;
+  int sent = 0;
+  Backoff backoff(kActiveMaxSleep, kActiveSpin);
+  while (Clock::now() < deadline) {
+    if (!sent) MPI_Test(&send, &sent, MPI_STATUS_IGNORE);
+    if (stage == kHeader) {
+      if (take(kAnonymousReplyTag, header)) {
+        result.anonymous = true;
+        stage = kDone;
+      } else if (has_id && take(header_tag(id), header)) {
+        stage = kPayload;
+      }
+      if (stage != kHeader) {
+        result.reply_bytes = header.size();
+        std::memcpy(&result.reply, header.data(), std::min(header.size(), sizeof(wire::Reply)));
+        if (result.reply.status == static_cast<uint16_t>(wire::Status::kOk))
+          expected_payload = payload_messages(result.reply.count);
+        if (expected_payload == 0) stage = kDone;
+      }
     }
+    while (stage == kPayload && take(payload_tag(id), payload)) {
+      result.payload_messages += 1;
+      result.payload_bytes += payload.size();
+      if (result.payload_messages == expected_payload) stage = kDone;
+    }
+    if (stage == kDone && sent) return result;
+    backoff.pause();
+  }
+  if (!sent) {
+    MPI_Cancel(&send);
+    MPI_Request_free(&send);
+  }
+  return std::nullopt;
 }
 
 bool MpiTransport::close(Clock::time_point deadline) {
@@ -219,7 +387,7 @@ bool MpiTransport::close(Clock::time_point deadline) {
   closed_ = true;
   MPI_Request barrier = MPI_REQUEST_NULL;
   bool all_arrived = MPI_Ibarrier(comm_, &barrier) == MPI_SUCCESS;
-  Backoff backoff(std::chrono::microseconds(1000));
+  Backoff backoff(kIdleMaxSleep, kIdleSpin);
   int done = 0;
   while (all_arrived && !done && Clock::now() < deadline) {
     MPI_Test(&barrier, &done, MPI_STATUS_IGNORE);

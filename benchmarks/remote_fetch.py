@@ -1,0 +1,264 @@
+"""Remote fetch: latency and bandwidth of ``get_remote_samples(r)`` against raw MPI.
+
+Run under MPI (any number of ranks >= 2); rank 0 prints the table::
+
+    mpiexec -n 2 python benchmarks/remote_fetch.py
+    mpiexec -n 4 python benchmarks/remote_fetch.py --quick
+
+Every rank fills its buffer to capacity, then all ranks draw at the same time, so each
+draw is served by the peers' servers while their own draws run (as in training). A draw of
+r takes r * (1 - 1/n) rows from peers on average; the rest is a local copy.
+
+Columns (times are medians per rank, averaged over ranks; the machine may be shared, and
+medians shrug off the scheduler's hiccups):
+    draw_us        one ``get_remote_samples(r)`` + ``wait()`` (issue to samples usable)
+    remote         fraction of the drawn rows that came from peers (the rest: local copy)
+    rev_MB/s       r * sample_bytes / draw_us: bytes a draw delivers
+    rem_MB/s       bytes that came from peers / draw_us: remote bytes only
+    raw_us         raw MPI fetch of the same r * sample_bytes from one peer: a tiny request
+                   (mpi4py Isend/Recv) answered by one contiguous numpy buffer (Send/Irecv),
+                   every rank requesting and serving at once, like the draws
+    raw_MB/s       r * sample_bytes / raw_us
+    bw_ratio       rev_MB/s / raw_MB/s (target >= 0.70 for 602 KB samples)
+    rem_ratio      rem_MB/s / raw_MB/s (stricter: the local share counts as lost time)
+    lat_ratio      draw_us / raw_us: a draw against a raw round trip moving the same bytes
+                   (target <= 2 for small draws)
+    eng_us         the engine's share of a draw (plan, local copy, fetch from peers, on its
+                   worker thread), without the Python call and the thread hand-offs
+    eng_ratio      eng_us / raw_us
+    rtt_us         raw tiny-message (8 bytes) round trip between rank pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import mpi4py
+
+mpi4py.rc.thread_level = "multiple"
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
+
+SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
+REQUEST_TAG, DATA_TAG = 11, 12
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: few iterations, small buffers")
+    p.add_argument("--engine", default="mpi", choices=["mpi", "thallium", "auto"])
+    p.add_argument("--r", type=int, nargs="+", default=[7, 28, 64], help="representatives per draw")
+    p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case and method")
+    p.add_argument("--json", action="store_true", help="also print the rows as one JSON line on rank 0")
+    return p.parse_args(argv)
+
+
+def agreed_iterations(comm: MPI.Comm, step, seconds: float, min_iters: int, max_iters: int) -> int:
+    """Warms `step` up and picks how many iterations fill `seconds`; the same on every rank
+    (pairs of ranks must run matching iterations)."""
+    for _ in range(3):
+        step()
+    comm.Barrier()
+    t0 = time.perf_counter()
+    step()
+    one = time.perf_counter() - t0
+    return comm.allreduce(int(min(max_iters, max(min_iters, seconds / max(one, 1e-6)))), op=MPI.MIN)
+
+
+def timed_loop(comm: MPI.Comm, step, iters: int) -> list[float]:
+    comm.Barrier()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def raw_fetch(comm: MPI.Comm, nbytes: int):
+    """A raw pull of nbytes from one peer per call, every rank requesting and serving at
+    once; the peer rotates over all others, as a draw's requests do."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    send = np.full(nbytes, rank, dtype=np.uint8)
+    recv = np.empty(nbytes, dtype=np.uint8)
+    req_out, req_in = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    shift = [1]
+
+    def fetch():
+        s = shift[0]
+        shift[0] = s % (size - 1) + 1
+        owner, requester = (rank + s) % size, (rank - s) % size
+        data = comm.Irecv(recv, source=owner, tag=DATA_TAG)
+        ask = comm.Isend(req_out, dest=owner, tag=REQUEST_TAG)
+        comm.Recv(req_in, source=requester, tag=REQUEST_TAG)
+        comm.Send(send, dest=requester, tag=DATA_TAG)
+        ask.Wait()
+        data.Wait()
+
+    return fetch
+
+
+def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int) -> dict:
+    """Per r: Reverie draws and raw fetches of the same bytes, in alternating blocks (so a
+    shared machine's load drifts over both alike)."""
+    rank = comm.Get_rank()
+    out = {}
+    fields = {"x": (shape, torch.float32)}
+    batch = 16
+    rounds = 2 if args.quick else 5
+    with DistributedRehearsalBuffer(
+        capacity,
+        fields,
+        candidates=batch,
+        seed=1,
+        comm=comm,
+        engine=args.engine,
+        max_representatives=max(args.r),
+        queue_depth=2,
+    ) as dbuf:
+        x = torch.full((batch, *shape), float(rank))
+        y = torch.zeros(batch, dtype=torch.int64)
+        while len(dbuf) < capacity:
+            dbuf.add({"x": x}, y)
+            dbuf.flush()
+        comm.Barrier()
+        dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
+        sample_bytes = dbuf.schema.sample_bytes
+        for r in args.r:
+            engine_times: list[float] = []
+
+            def draw(r=r):
+                dbuf.get_remote_samples(r).wait()
+
+            def draw_traced(r=r, engine_times=engine_times):
+                before = dbuf.engine_stats()["fetch_s"]
+                t0 = time.perf_counter()
+                dbuf.get_remote_samples(r).wait()
+                t1 = time.perf_counter()
+                engine_times.append(dbuf.engine_stats()["fetch_s"] - before)
+                return t1 - t0
+
+            raw = raw_fetch(comm, r * sample_bytes)
+            lo, hi = (3, 20) if args.quick else (10, 5000)
+            n_draw = agreed_iterations(comm, draw, args.seconds / rounds, lo, hi)
+            n_raw = agreed_iterations(comm, raw, args.seconds / rounds, lo, hi)
+            before = dbuf.engine_stats()
+            draw_times, raw_times = [], []
+            for _ in range(rounds):
+                comm.Barrier()
+                draw_times += [draw_traced() for _ in range(n_draw)]
+                raw_times += timed_loop(comm, raw, n_raw)
+            after = dbuf.engine_stats()
+            draws = after["draws"] - before["draws"]
+            rows = after["rows_drawn"] - before["rows_drawn"]
+            remote_rows = after["rows_remote"] - before["rows_remote"]
+            out[r] = {
+                "draw_s": statistics.median(draw_times),
+                "engine_s": statistics.median(engine_times),
+                "raw_s": statistics.median(raw_times),
+                "remote": remote_rows / max(rows, 1),
+                "remote_bytes": remote_rows * sample_bytes / max(draws, 1),
+            }
+        comm.Barrier()
+    return out
+
+
+def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
+    """Tiny-message round trip (8 bytes there and back), every rank in a pair at once."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    ping, pong = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    partner = rank ^ 1
+    if partner >= size:  # odd world size: the last rank sits out
+        partner = rank
+
+    def round_trip():
+        if partner == rank:
+            return
+        if rank < partner:
+            comm.Send(ping, dest=partner, tag=REQUEST_TAG)
+            comm.Recv(pong, source=partner, tag=DATA_TAG)
+        else:
+            comm.Recv(pong, source=partner, tag=REQUEST_TAG)
+            comm.Send(ping, dest=partner, tag=DATA_TAG)
+
+    iters = agreed_iterations(comm, round_trip, args.seconds / 2, 20, 2000 if args.quick else 20000)
+    return statistics.median(timed_loop(comm, round_trip, iters))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size < 2:
+        print("remote_fetch: run with at least 2 ranks, e.g. mpiexec -n 2 python benchmarks/remote_fetch.py")
+        return 2
+    if args.quick:
+        args.seconds = min(args.seconds, 0.1)
+        args.r = sorted({min(r, 8) for r in args.r})
+    rtt = comm.allreduce(bench_rtt(comm, args), op=MPI.SUM) / size
+    rows = []
+    for name in args.sizes:
+        shape = SHAPES[name]
+        capacity = max(2 * max(args.r), 16) if args.quick else 128
+        res = bench_size(comm, args, shape, capacity)
+        sample_bytes = int(np.prod(shape)) * 4 + 12
+        for r in args.r:
+            draw_s = comm.allreduce(res[r]["draw_s"], op=MPI.SUM) / size
+            remote = comm.allreduce(res[r]["remote"], op=MPI.SUM) / size
+            remote_bytes = comm.allreduce(res[r]["remote_bytes"], op=MPI.SUM) / size
+            raw_s = comm.allreduce(res[r]["raw_s"], op=MPI.SUM) / size
+            engine_s = comm.allreduce(res[r]["engine_s"], op=MPI.SUM) / size
+            rev_bw = r * sample_bytes / draw_s / 1e6
+            rem_bw = remote_bytes / draw_s / 1e6
+            raw_bw = r * sample_bytes / raw_s / 1e6
+            rows.append(
+                {
+                    "sample": name,
+                    "r": r,
+                    "draw_us": draw_s * 1e6,
+                    "remote": remote,
+                    "rev_MBps": rev_bw,
+                    "rem_MBps": rem_bw,
+                    "raw_us": raw_s * 1e6,
+                    "raw_MBps": raw_bw,
+                    "bw_ratio": rev_bw / raw_bw,
+                    "rem_ratio": rem_bw / raw_bw,
+                    "lat_ratio": draw_s / raw_s,
+                    "eng_us": engine_s * 1e6,
+                    "eng_ratio": engine_s / raw_s,
+                    "rtt_us": rtt * 1e6,
+                }
+            )
+    if rank == 0:
+        print(
+            f"remote_fetch: {size} ranks, engine={args.engine}, MPI: {MPI.Get_library_version().splitlines()[0]}"
+        )
+        header = (
+            f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
+            f"{'raw_us':>9} {'raw_MB/s':>9} {'bw_ratio':>8} {'rem_ratio':>9} {'lat_ratio':>9} "
+            f"{'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7}"
+        )
+        print(header)
+        for row in rows:
+            print(
+                f"{row['sample']:>7} {row['r']:>3} {row['draw_us']:>9.1f} {row['remote']:>6.2f} "
+                f"{row['rev_MBps']:>9.0f} {row['rem_MBps']:>9.0f} {row['raw_us']:>9.1f} {row['raw_MBps']:>9.0f} "
+                f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} {row['eng_us']:>8.1f} "
+                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f}"
+            )
+        if args.json:
+            print("JSON " + json.dumps(rows))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
