@@ -47,15 +47,16 @@ class ExperimentConfig:
     initial_increment: int = 0
     strategies: list[str] = field(default_factory=lambda: list(COMPARE_DEFAULT))
     model: str = "auto"
-    epochs: int = 8
+    epochs: int = 2
     batch_size: int = 32
-    lr: float = 0.002
-    optimizer: str = "adam"
+    lr: float = 0.05
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 0.0
-    buffer_size: int = 500
-    representatives: int = 32
-    candidates: int = 16
+    clip_grad: float = 1.0
+    buffer_size: int = 1000
+    representatives: int = 128
+    candidates: int = 32
     alpha: float | None = None
     beta: float = DERPP_BETA
     engine: str = "auto"
@@ -64,7 +65,7 @@ class ExperimentConfig:
     ranks: int = 2
     device: str = "auto"
     threads: int = 1
-    mnist1d_samples: int = 10000
+    mnist1d_samples: int = 40000
     synthetic_samples: int = 8192
     image_size: int = 32
     workers: int = 0
@@ -110,7 +111,15 @@ class ExperimentConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("representatives", "initial_increment", "workers", "weight_decay", "beta", "momentum"):
+        for name in (
+            "representatives",
+            "initial_increment",
+            "workers",
+            "weight_decay",
+            "beta",
+            "momentum",
+            "clip_grad",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -143,6 +152,7 @@ _HELP: dict[str, str] = {
     "optimizer": "optimizer: adam or sgd (re-created at the start of every task)",
     "momentum": "SGD momentum",
     "weight_decay": "weight decay",
+    "clip_grad": "clip the gradient norm to this value, 0 = off (the first steps of a task are violent)",
     "buffer_size": "rehearsal buffer slots per rank (global buffer = ranks x this)",
     "representatives": "representatives drawn from the global buffer per step and rank (r)",
     "candidates": "candidates per step offered to the local buffer (c)",

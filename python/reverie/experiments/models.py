@@ -62,7 +62,7 @@ class CNN1D(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Conv(32) -> Conv(64) -> 2x2 max-pool -> Linear(128) -> Linear(num_classes)."""
+    """Conv(16) -> Conv(32) -> 2x2 max-pool -> Linear(64) -> Linear(num_classes)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
@@ -70,15 +70,15 @@ class SmallCNN(nn.Module):
             raise ValueError(f"model: cnn needs inputs [C, H, W], got {input_shape}")
         c, h, w = input_shape
         self.net = nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1),
+            nn.Conv2d(c, 16, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1),
+            nn.Conv2d(16, 32, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(64 * (h // 2) * (w // 2), 128),
+            nn.Linear(32 * (h // 2) * (w // 2), 64),
             nn.ReLU(),
-            nn.Linear(128, num_classes),
+            nn.Linear(64, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def plot_matrices(doc: dict[str, Any], path: Path) -> None:
     names = list(doc["strategies"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False)
     im = None
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         m = np.array(
             [
                 [np.nan if v is None else 100 * v for v in row]

@@ -124,6 +124,19 @@ def run_strategy(name: str, ctx: TrainingContext, test_shards: list[np.ndarray])
     return res
 
 
+def warm_up(ctx: TrainingContext, test_shards: list[np.ndarray]) -> None:
+    """Untimed: build a DDP model, take one step and evaluate once, so that one-off costs
+    (gloo connections, allocator and kernel warm-up) are not charged to the first strategy."""
+    model = make_strategy("incremental", ctx)
+    x, y = next(iter(model.batches(ctx.train_shards[0], salt=999_999)))
+    model.step(x, y)
+    evaluate_tasks(
+        model.eval_model, ctx.data.test, test_shards[:1], ctx.group.device, ctx.config.eval_batch_size
+    )
+    model.close()
+    ctx.group.barrier()
+
+
 def _meta(group: ProcessGroup, data: DatasetSplits, tasks: Sequence[Task]) -> dict[str, Any]:
     try:
         import reverie
@@ -197,9 +210,11 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any] | None:
             f"reverie experiment: {cfg.dataset}, {cfg.scenario}-incremental, {len(tasks)} tasks, "
             f"{group.world_size} rank(s) on {group.device}, strategies {', '.join(cfg.strategies)}",
         )
+        test_shards = _test_shards(tasks, group)
+        warm_up(ctx, test_shards)
         results: dict[str, StrategyResult] = {}
         for name in cfg.strategies:
-            results[name] = run_strategy(name, ctx, _test_shards(tasks, group))
+            results[name] = run_strategy(name, ctx, test_shards)
         if group.rank != 0:
             return None
         doc = results_document(results, cfg.to_dict() | {"out": str(out)}, _meta(group, data, tasks))

@@ -118,8 +118,14 @@ class Strategy(ABC):
             loss = (F.cross_entropy(out, y, reduction="none") * w.to(self.device)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        self.clip_and_step()
         return float(loss.detach())
+
+    def clip_and_step(self) -> None:
+        """Clip the (already all-reduced) gradient norm to ``clip_grad`` (0: off), then step."""
+        if self.cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.optimizer.step()
 
     def fit(self, task: int, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Plain supervised training: ``epochs`` passes over ``loader``."""

@@ -60,7 +60,7 @@ class DarkExperienceReplay(Strategy):
                 loss = loss + self.beta * (ce * w[:, 0]).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        self.clip_and_step()
         return out[:b].detach().float().cpu().contiguous()
 
     def train_task(self, task: int) -> None:

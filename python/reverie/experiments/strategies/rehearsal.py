@@ -23,6 +23,7 @@ class Rehearsal(Strategy):
     def __init__(self, ctx: TrainingContext) -> None:
         super().__init__(ctx)
         self.buffer = make_buffer(ctx, {"x": (ctx.data.input_shape, torch.float32)})
+        self.loader_stats: list[dict[str, Any]] = []
 
     def train_task(self, task: int) -> None:
         from reverie import RehearsalLoader
@@ -38,9 +39,15 @@ class Rehearsal(Strategy):
             for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
                 self.step(x, y, w)
         self.buffer.flush()
+        stats = getattr(loader, "stats", None)
+        if callable(stats):
+            self.loader_stats.append(stats())
 
     def buffer_info(self) -> dict[str, Any]:
-        return buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
+        info = buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
+        if self.loader_stats:
+            info["loader_stats_per_task"] = self.loader_stats
+        return info
 
     def close(self) -> None:
         self.buffer.close()

@@ -1,0 +1,45 @@
+"""A shortened ``reverie compare`` on 2 ranks (mpiexec -n 2): rehearsal must beat incremental
+by a clear margin and stay near scratch. Digits, 5 class-incremental tasks; ~30 s on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (pip install mpich mpi4py)")
+@pytest.mark.skipif(not (_have("mpi4py") and _have("sklearn")), reason="needs mpi4py and scikit-learn")
+def test_compare_two_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("reverie.loader", reason="reverie's compiled core is not built")
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "reverie.cli", "compare", "--dataset", "digits", "--tasks", "5",
+        "--ranks", "2", "--mpiexec", MPIEXEC or "", "--epochs", "6", "--batch-size", "16",
+        "--representatives", "64", "--buffer-size", "200", "--candidates", "16", "--lr", "0.05",
+        "--progress", "false", "--out", str(out), "--timeout", "240",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["world_size"] == 2
+    acc = {name: r["final_mean_top1"] for name, r in doc["strategies"].items()}
+    assert acc["rehearsal"] >= acc["incremental"] + 0.3, acc
+    assert acc["rehearsal"] >= 0.75 * acc["scratch"], acc
+    for name in ("results.csv", "accuracy.png", "accuracy_matrix.png", "time.png"):
+        assert (out / name).exists()
+    assert "rehearsal accuracy as % of scratch" in proc.stdout

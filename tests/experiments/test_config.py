@@ -1,0 +1,80 @@
+"""Config files (YAML, TOML, JSON), precedence, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reverie.experiments.config import ExperimentConfig, load_config_file, resolve_config
+
+
+def test_yaml(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "dataset: digits\nbatch-size: 16\nstrategies: [incremental, rehearsal]\nlr: 1\nprogress: no\n"
+    )
+    opts = load_config_file(p)
+    assert opts == {
+        "dataset": "digits",
+        "batch_size": 16,
+        "strategies": ["incremental", "rehearsal"],
+        "lr": 1.0,
+        "progress": False,
+    }
+
+
+def test_toml_with_section(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[experiment]\ndataset = "digits"\nepochs = 3\nstrategies = "incremental,der"\n')
+    assert load_config_file(p) == {"dataset": "digits", "epochs": 3, "strategies": ["incremental", "der"]}
+
+
+def test_json(tmp_path: Path) -> None:
+    p = tmp_path / "c.json"
+    p.write_text('{"tasks": 2, "scenario": "instance"}')
+    assert load_config_file(p) == {"tasks": 2, "scenario": "instance"}
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("epochz = 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        load_config_file(p)
+
+
+def test_unparsable_file_is_named(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text("= = =\n")
+    with pytest.raises(ValueError, match=r"bad\.toml"):
+        load_config_file(p)
+
+
+def test_precedence_defaults_base_file_cli(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("epochs = 3\nlr = 0.5\n")
+    cfg = resolve_config({"lr": 0.25}, str(p), base={"strategies": ["rehearsal"], "epochs": 9})
+    assert cfg.epochs == 3 and cfg.lr == 0.25 and cfg.strategies == ["rehearsal"]
+    assert cfg.dataset == ExperimentConfig().dataset
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"dataset": "cifar"}, "dataset"),
+        ({"strategies": ["ewc"]}, "strategies"),
+        ({"lr": -1.0}, "lr"),
+        ({"strategies": []}, "strategies"),
+    ],
+)
+def test_validation_names_option(options: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        resolve_config(options)
+
+
+def test_der_alpha_defaults() -> None:
+    cfg = ExperimentConfig()
+    assert cfg.der_alpha("der") == 0.3 and cfg.der_alpha("derpp") == 0.1
+    assert ExperimentConfig(alpha=0.7).der_alpha("derpp") == 0.7
