@@ -1,0 +1,44 @@
+# The Thallium engine (included by engines.cmake once find_package(thallium) succeeded).
+# Mochi comes from Spack or a hand install (e.g. `source /opt/mochi/env.sh`); it is never
+# vendored here.
+
+# Bindings are added to _core after it exists (it is created after the engines).
+if(CMAKE_VERSION VERSION_LESS 3.19)
+  message(WARNING "The Thallium engine needs CMake >= 3.19; building without it")
+  set(REVERIE_HAVE_THALLIUM OFF)
+  return()
+endif()
+
+target_sources(reverie_core PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/../cpp/transport/thallium/sample_provider.cc
+  ${CMAKE_CURRENT_LIST_DIR}/../cpp/transport/thallium/thallium_transport.cc)
+target_link_libraries(reverie_core PUBLIC thallium)
+target_compile_definitions(reverie_core PUBLIC REVERIE_HAVE_THALLIUM=1)
+
+# Where the Mochi shared libraries live (margo, mercury, argobots: thallium is header-only),
+# so `import reverie._core` works without LD_LIBRARY_PATH.
+set(_reverie_mochi_rpath "")
+foreach(_dir IN LISTS margo_LIBRARY_DIRS)
+  list(APPEND _reverie_mochi_rpath "${_dir}")
+endforeach()
+foreach(_lib IN ITEMS margo abt mercury na)
+  find_library(_reverie_mochi_${_lib} NAMES ${_lib} HINTS ${margo_LIBRARY_DIRS})
+  if(_reverie_mochi_${_lib})
+    get_filename_component(_dir "${_reverie_mochi_${_lib}}" DIRECTORY)
+    list(APPEND _reverie_mochi_rpath "${_dir}")
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES _reverie_mochi_rpath)
+list(FILTER _reverie_mochi_rpath EXCLUDE REGEX "^(/usr)?/lib(64|/x86_64-linux-gnu)?$")
+set(REVERIE_THALLIUM_RPATH "${_reverie_mochi_rpath}" CACHE INTERNAL "Run-time search path of the Mochi libraries")
+message(STATUS "Reverie thallium engine: Mochi libraries in ${REVERIE_THALLIUM_RPATH}")
+
+function(_reverie_thallium_bindings)
+  if(NOT TARGET _core)
+    return()
+  endif()
+  target_sources(_core PRIVATE ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/bind_thallium.cc)
+  set_property(TARGET _core APPEND PROPERTY BUILD_RPATH ${REVERIE_THALLIUM_RPATH})
+  set_property(TARGET _core APPEND PROPERTY INSTALL_RPATH ${REVERIE_THALLIUM_RPATH})
+endfunction()
+cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL _reverie_thallium_bindings)

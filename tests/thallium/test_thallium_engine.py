@@ -1,0 +1,113 @@
+"""The Thallium engine on 2 and 4 real ranks (mpiexec), over na+sm and ofi+tcp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mpi_launch
+import pytest
+
+from reverie import _core
+
+pytestmark = pytest.mark.skipif(not _core.HAVE_THALLIUM, reason="Reverie built without Thallium")
+
+WORKER = Path(__file__).with_name("thallium_worker.py")
+# On one box ofi+tcp must be pinned to loopback: plain "ofi+tcp" listens on the first
+# non-loopback interface.
+PROTOCOLS = ["na+sm", "ofi+tcp://127.0.0.1"]
+
+
+def run(n: int, scenario: str, address: str) -> list[dict]:
+    return mpi_launch.run_ranks(WORKER, n, scenario, address, timeout=240)
+
+
+@pytest.mark.parametrize("address", PROTOCOLS)
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_every_sample_is_what_its_owner_stored(ranks: int, address: str) -> None:
+    for r in run(ranks, "correct", address):
+        assert r["bad_draws"] == 0, r
+        assert r["failed"] == 0, r
+        assert r["owners"] == list(range(ranks)), r
+        assert r["full_draw"] == 64, r
+        assert r["rows_remote"] > 0 and r["served"] > 0, r
+        assert all(size > 0 for size in r["known_sizes"]), r
+
+
+@pytest.mark.parametrize("address", PROTOCOLS)
+def test_bad_requests_are_refused_and_the_owner_survives(address: str) -> None:
+    for r in run(2, "refused", address):
+        reply = 32  # wire::Reply alone
+        assert r["bad_token"] == {"status": "bad_token", "count": 0, "size": 8, "id": 11, "bytes": reply}, r
+        assert r["bad_slot"]["status"] == "bad_slot" and r["bad_slot"]["count"] == 0, r
+        assert r["too_many"]["status"] == "too_many" and r["too_many"]["count"] == 0, r
+        assert r["truncated"]["status"] == "malformed" and r["truncated"]["id"] == 14, r
+        assert r["garbage"]["status"] == "malformed" and r["garbage"]["id"] == 0, r
+        assert r["size_only"] == {"status": "ok", "count": 0, "size": 8, "id": 15, "bytes": reply}, r
+        assert r["ok"] == {"status": "ok", "count": 3, "size": 8, "id": 16, "bytes": reply + 3 * 12}, r
+        assert r["bad_after"] == 0 and r["failed_after"] == 0, r
+
+
+@pytest.mark.parametrize("address", PROTOCOLS)
+def test_close_with_draws_in_flight_is_clean(address: str) -> None:
+    for r in run(4, "close_in_flight", address):
+        assert r["bad"] == 0 and r["failed"] == 0, r
+        assert r["warnings"] == [], r  # every rank saw every other rank close in time
+        assert r["close_s"] < 5.0, r
+
+
+@pytest.mark.parametrize("address", PROTOCOLS)
+def test_peer_that_stops_is_excluded_and_close_is_bounded(address: str) -> None:
+    results = run(4, "peer_stops", address)
+    assert results[3]["victim"]
+    for r in results[:3]:
+        assert r["bad"] == 0, r
+        assert r["excluded"] == [3], r
+        assert r["from_victim_late"] == 0, r
+        assert r["slowest_s"] < 2 * 2.0, r  # one timeout (2 s), not one per draw
+        assert r["close_warned"] and r["close_s"] < 2.0 + 2.0, r  # deadline-bounded, reported
+
+
+def test_addresses_exchanged_over_torch_distributed() -> None:
+    for r in run(2, "torch_comm", "na+sm"):
+        assert r["bad"] == 0 and r["owners"] == [0, 1], r
+
+
+def test_failed_setup_on_one_rank_raises_on_every_rank() -> None:
+    for r in run(2, "setup_fails", "na+sm"):
+        assert r["raised"] and "rank 1" in r["raised"] and "no-such-proto" in r["raised"], r
+
+
+def _transport(address: str, world_size: int = 1, rank: int = 0):
+    buf = _core.LocalBuffer([16], 8, None, 0, 0)
+    return _core.thallium_transport(buf, address, 1234, 8, 2.0, rank, world_size)
+
+
+def test_one_process_transport_lifecycle() -> None:
+    t = _transport("na+sm")
+    assert t.name == "thallium" and t.rank == 0 and t.world_size == 1
+    assert t.self_address.startswith("na+sm")
+    t.connect([t.self_address])
+    with pytest.raises(ValueError, match="addresses"):
+        t.connect([t.self_address, t.self_address])
+    t.abandon()
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = t.self_address
+    t2 = _transport("na+sm")  # a fresh Margo instance after a finalized one
+    t2.abandon()
+
+
+def test_unusable_protocol_is_named_in_the_error() -> None:
+    with pytest.raises(RuntimeError, match="no-such-proto"):
+        _transport("no-such-proto")
+
+
+def test_bad_rank_is_rejected() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        _transport("na+sm", world_size=2, rank=2)
+
+
+def test_thallium_engine_is_what_auto_picks() -> None:
+    from reverie.distributed import _resolve_engine
+
+    assert _resolve_engine("auto", 2) == "thallium"
+    assert _resolve_engine("thallium", 4) == "thallium"
