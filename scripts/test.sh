@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-for variant in plain:"" asan:"address,undefined" tsan:"thread"; do
-  name=${variant%%:*}
-  sanitize=${variant#*:}
+# The sanitizer builds leave the MPI engine out: MPICH's UCX memory hooks (libucm) wrap
+# madvise, which crashes ThreadSanitizer's own thread start-up. The engine is exercised by
+# the multi-rank tests instead.
+for variant in plain:"":AUTO asan:"address,undefined":OFF tsan:"thread":OFF; do
+  IFS=: read -r name sanitize mpi <<<"$variant"
   echo "== C++ tests ($name)"
   cmake -S . -B "build/cpp-$name" -G Ninja -DREVERIE_BUILD_TESTS=ON -DREVERIE_BUILD_PYTHON=OFF \
-    -DCMAKE_BUILD_TYPE=Debug -DREVERIE_SANITIZE="$sanitize" >/dev/null
+    -DCMAKE_BUILD_TYPE=Debug -DREVERIE_SANITIZE="$sanitize" -DREVERIE_MPI="$mpi" -DREVERIE_THALLIUM=OFF >/dev/null
   cmake --build "build/cpp-$name" -j2 >/dev/null
   TSAN_OPTIONS="halt_on_error=1" ASAN_OPTIONS="detect_leaks=1" \
     ctest --test-dir "build/cpp-$name" --output-on-failure --timeout 300 -j2 | tail -n 3
