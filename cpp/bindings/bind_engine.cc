@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "bindings/columns_arg.h"
+#include "bindings/reply_dict.h"
 #include "engine/rehearsal_engine.h"
 #include "transport/transport.h"
 #ifdef REVERIE_HAVE_MPI
@@ -123,14 +124,8 @@ void bind_transports(py::module_& m) {
           reply = mpi->send_raw_request(peer, bytes, deadline);
         }
         if (!reply) return py::none();
-        py::dict d;
-        d["status"] = static_cast<wire::Status>(reply->reply.status);
-        d["magic"] = reply->reply.magic;
-        d["request_id"] = reply->reply.request_id;
-        d["owner_size"] = reply->reply.owner_size;
-        d["count"] = reply->reply.count;
+        py::dict d = reply_dict(reply->reply, reply->reply_bytes);
         d["anonymous"] = reply->anonymous;
-        d["reply_bytes"] = reply->reply_bytes;
         d["payload_messages"] = reply->payload_messages;
         d["payload_bytes"] = reply->payload_bytes;
         return std::move(d);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/reply_dict.h"
 #include "transport/thallium/thallium_transport.h"
 
 namespace py = pybind11;
@@ -41,14 +42,7 @@ void bind_thallium(py::module_& m) {
               reply = t.send_raw_request(peer, bytes, deadline);
             }
             if (!reply) return py::none();
-            py::dict d;
-            d["status"] = static_cast<wire::Status>(reply->reply.status);
-            d["magic"] = reply->reply.magic;
-            d["request_id"] = reply->reply.request_id;
-            d["owner_size"] = reply->reply.owner_size;
-            d["count"] = reply->reply.count;
-            d["reply_bytes"] = reply->reply_bytes;
-            return std::move(d);
+            return reply_dict(reply->reply, reply->reply_bytes);
           },
           py::arg("peer"), py::arg("data"), py::arg("timeout"),
           "Test hook: sends raw request bytes to peer's provider, returns its reply as a dict or None on "
