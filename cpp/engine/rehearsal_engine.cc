@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 
+#include "common/backoff.h"
 #include "common/errors.h"
 #include "policy/candidate_selection.h"
 
@@ -12,8 +13,10 @@ namespace reverie {
 namespace {
 
 // Worker and waiter stay hot this long before sleeping on the condition variable, so
-// back-to-back draws skip the wake-up of a sleeping thread (several us each way).
-constexpr std::chrono::microseconds kHotWait{50};
+// back-to-back draws skip the wake-up of a sleeping thread (several us each way). Short:
+// in training the next request comes a whole step later, and a yield loop on a box with
+// fewer cores than threads takes that time from the step.
+constexpr std::chrono::microseconds kHotWait{20};
 
 // Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
 // goes on to sleep on the condition variable if needed.
@@ -156,6 +159,7 @@ size_t RehearsalEngine::rows(uint64_t ticket) const {
 }
 
 void RehearsalEngine::run() {
+  Backoff::lower_priority();
   std::unique_lock lock(mu_);
   const auto has_work = [&] {
     return stopping_ || queue_count_ > 0 || (draws_[0].pending && !draws_[0].finished) ||

@@ -17,14 +17,31 @@ constexpr int kAnonymousReplyTag = 2;  // answers a request whose header (so id)
 constexpr int kReplyTagBase = 16;
 constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guaranteed MPI_TAG_UB
 
-// Waiting policy (see common/backoff.h). While an exchange is under way both sides poll
-// without sleeping, so MPI's transfers progress at full speed; a server stays hot for a
-// short window after each request (back-to-back draws see no wake-up delay), then sleeps
-// up to 1 ms between probes, so an idle server costs well under 1% of a core.
-constexpr std::chrono::microseconds kActiveSpin{50000};  // then sleep, in case a peer hangs
-constexpr std::chrono::microseconds kActiveMaxSleep{100};
-constexpr std::chrono::microseconds kIdleSpin{2000};
+// Waiting policy (see common/backoff.h). Every poller yields for a short window, then
+// sleeps with pauses doubling (timer slack 1 us, so short sleeps end on time). Only a
+// large message stays hot: MPI moves it in chunks that need progress calls on both sides
+// (rendezvous), so the requester polls without sleeping while it waits for such a payload,
+// and the owner while it sends one. Small replies are single eager messages: polling them
+// hot buys microseconds of latency with CPU that the training step needs (a draw is
+// prefetched while a step computes, so its latency is hidden anyway).
+//
+// Server: hot for a short window after each request (back-to-back draws see no wake-up
+// delay), then sleeps up to 1 ms between probes, so an idle server costs well under 1% of
+// a core. During training requests come once per step, milliseconds apart: a long hot
+// window, or a ramp of many short sleeps, only takes CPU from the step (every wake-up costs
+// ~5-25 us of CPU, the most in a VM, on top of the yield loop), which matters on a box with
+// fewer cores than threads.
+constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
+constexpr std::chrono::microseconds kHotMaxSleep{100};
+constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot peer answers within this
+constexpr std::chrono::microseconds kShortMinSleep{100};
+constexpr std::chrono::microseconds kShortMaxSleep{400};
+constexpr std::chrono::microseconds kIdleSpin{50};
+constexpr std::chrono::microseconds kIdleMinSleep{100};
 constexpr std::chrono::microseconds kIdleMaxSleep{1000};
+// Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
+// eager limits are 16-64 KiB); below it a send completes without the receiver's help.
+constexpr size_t kHotBytes = 16 * 1024;
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }
@@ -169,7 +186,11 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
     withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
   };
   tighten_timer_slack_once();
-  Backoff backoff(kActiveMaxSleep, kActiveSpin);
+  // A large payload keeps the requester hot from the start: the owner answers it at once
+  // when awake, and each chunk needs this side's progress calls.
+  bool hot = false;
+  for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
+  Backoff backoff = hot ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   size_t open = n;
   while (open > 0 && Clock::now() < deadline) {
     bool progressed = false;
@@ -238,7 +259,8 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
 
 void MpiTransport::serve_loop() {
   Backoff::tighten_timer_slack();
-  Backoff backoff(kIdleMaxSleep, kIdleSpin);
+  Backoff::lower_priority();
+  Backoff backoff(kIdleMaxSleep, kIdleSpin, kIdleMinSleep);
   while (!stop_.load(std::memory_order_relaxed)) {
     int flag = 0;
     MPI_Message message;
@@ -307,7 +329,8 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
     packed += rb * rows;
   }
 
-  Backoff backoff(kActiveMaxSleep, kActiveSpin);
+  const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > kHotBytes;
+  Backoff backoff = large ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   const auto deadline = Clock::now() + options_.send_timeout;
   int done = 0;
   while (true) {
@@ -349,7 +372,7 @@ std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, c
   size_t expected_payload = 0;
   enum { kHeader, kPayload, kDone } stage = kHeader;
   int sent = 0;
-  Backoff backoff(kActiveMaxSleep, kActiveSpin);
+  Backoff backoff(kHotMaxSleep, kHotSpin);
   while (Clock::now() < deadline) {
     if (!sent) MPI_Test(&send, &sent, MPI_STATUS_IGNORE);
     if (stage == kHeader) {
@@ -387,7 +410,7 @@ bool MpiTransport::close(Clock::time_point deadline) {
   closed_ = true;
   MPI_Request barrier = MPI_REQUEST_NULL;
   bool all_arrived = MPI_Ibarrier(comm_, &barrier) == MPI_SUCCESS;
-  Backoff backoff(kIdleMaxSleep, kIdleSpin);
+  Backoff backoff(kIdleMaxSleep, kIdleSpin, kIdleMinSleep);
   int done = 0;
   while (all_arrived && !done && Clock::now() < deadline) {
     MPI_Test(&barrier, &done, MPI_STATUS_IGNORE);

@@ -17,6 +17,7 @@
 // and withdraws the payload receives when the reply is an error.
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -80,6 +81,13 @@ class MpiTransport final : public Transport {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
   }
   size_t payload_messages(uint32_t count) const { return count > 0 ? buffer_->layout().num_fields() : 0; }
+  // Bytes of the largest payload message for `count` rows (one message per field).
+  size_t largest_payload_message(uint32_t count) const {
+    size_t most = 0;
+    for (size_t f = 0; f < buffer_->layout().num_fields(); ++f)
+      most = std::max(most, buffer_->layout().row_bytes(f) * count);
+    return most;
+  }
   // Posts the payload receives of `req` (rows land in `dest` at `first_row`).
   void post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out);
   void stop_server();

@@ -47,7 +47,7 @@ class ExperimentConfig:
     initial_increment: int = 0
     strategies: list[str] = field(default_factory=lambda: list(COMPARE_DEFAULT))
     model: str = "auto"
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -55,7 +55,7 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     clip_grad: float = 1.0
     buffer_size: int = 1000
-    representatives: int = 128
+    representatives: int = 32
     candidates: int = 32
     alpha: float | None = None
     beta: float = DERPP_BETA
