@@ -31,8 +31,11 @@ class Backoff {
     reset();
   }
 
-  void reset() {
-    spin_until_ = Clock::now() + spin_for_;
+  void reset() { reset(spin_for_); }
+
+  // Starts a new round with a different hot window (e.g. longer while requests come in a burst).
+  void reset(std::chrono::microseconds spin_for) {
+    spin_until_ = Clock::now() + spin_for;
     sleep_ = min_sleep_;
   }
 

@@ -37,6 +37,11 @@ constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot pee
 constexpr std::chrono::microseconds kShortMinSleep{100};
 constexpr std::chrono::microseconds kShortMaxSleep{400};
 constexpr std::chrono::microseconds kIdleSpin{50};
+// Requests closer together than this come in a burst (back-to-back draws): the server then
+// stays hot for four times the last gap (at least kBurstMinSpin), so the next request finds
+// it awake, while requests one training step apart still let it sleep after kIdleSpin.
+constexpr std::chrono::microseconds kBurstGap{1000};
+constexpr std::chrono::microseconds kBurstMinSpin{200};
 constexpr std::chrono::microseconds kIdleMinSleep{100};
 constexpr std::chrono::microseconds kIdleMaxSleep{1000};
 // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
@@ -261,6 +266,7 @@ void MpiTransport::serve_loop() {
   Backoff::tighten_timer_slack();
   Backoff::lower_priority();
   Backoff backoff(kIdleMaxSleep, kIdleSpin, kIdleMinSleep);
+  auto last_request = Clock::now() - kBurstGap;
   while (!stop_.load(std::memory_order_relaxed)) {
     int flag = 0;
     MPI_Message message;
@@ -272,7 +278,10 @@ void MpiTransport::serve_loop() {
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
     serve_one(message, status.MPI_SOURCE, bytes);
-    backoff.reset();
+    const auto now = Clock::now();
+    const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(now - last_request);
+    backoff.reset(gap < kBurstGap ? std::clamp(4 * gap, kBurstMinSpin, kBurstGap) : kIdleSpin);
+    last_request = now;
   }
 }
 
