@@ -24,6 +24,7 @@ def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     for name, r in doc["strategies"].items():
         ys = 100 * np.asarray(r["mean_top1_after_task"])
         ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", label=name)
+        ax.set_xticks(np.arange(1, len(ys) + 1))
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("mean top-1 accuracy on seen tasks (%)")
     ax.set_ylim(0, 100)
