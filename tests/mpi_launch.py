@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+def find_mpiexec() -> str | None:
+    """mpiexec next to this Python (a venv with the mpich wheel), else on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("mpiexec")
+
+
+MPIEXEC = find_mpiexec()
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:

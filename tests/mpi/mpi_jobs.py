@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mpi_launch import find_mpiexec
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 LAUNCH_TIMEOUT = 180.0  # seconds for one whole job; the scenarios themselves take ~10-20 s
 ENGINES = ["mpi", "thallium"]
 RANKS = [2, 4]
-
-
-def find_mpiexec() -> str | None:
-    """mpiexec next to this Python (a venv with the mpich wheel), else on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("mpiexec")
 
 
 def require_engine(engine: str) -> None:
