@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from reverie import _core
+from reverie import _core, pinning
 from reverie.bootstrap import Bootstrap
 from reverie.buffer import check_buffer_args
 from reverie.samples import Samples
@@ -114,6 +114,7 @@ class DistributedRehearsalBuffer:
             seed + self.rank,
         )
         self._blocks = [self._wrap_block(i) for i in range(2)]
+        self._pinned: list[int] = []
         _open_buffers.add(self)
 
     # -- construction helpers ---------------------------------------------------------
@@ -162,9 +163,22 @@ class DistributedRehearsalBuffer:
         return self._buffer.nbytes
 
     def receive_blocks(self) -> list[Samples]:
-        """The two receive blocks (``[max_representatives, ...]`` each) that draws land in;
-        e.g. to pin them for CUDA once."""
+        """The two receive blocks (``[max_representatives, ...]`` each) that draws land in."""
         return list(self._blocks)
+
+    def pin_memory(self) -> None:
+        """Page-locks the receive blocks for CUDA (once; undone by ``close``), so draws copy
+        to the GPU asynchronously. Raises RuntimeError without a CUDA device."""
+        self._engine_or_raise()
+        if not torch.cuda.is_available():
+            raise RuntimeError("pin_memory: CUDA is not available")
+        if not self._pinned:
+            self._pinned = pinning.pin(self._blocks)
+
+    @property
+    def is_pinned(self) -> bool:
+        """Whether :meth:`pin_memory` registered the receive blocks with CUDA."""
+        return bool(self._pinned)
 
     def add(
         self,
@@ -265,7 +279,11 @@ class DistributedRehearsalBuffer:
             return
         engine, self._engine = self._engine, None
         _open_buffers.discard(self)
-        if not engine.close():
+        closed = engine.close()
+        if self._pinned:
+            torch.cuda.synchronize()  # no copy may still read the blocks
+            pinning.unpin(self._pinned)
+        if not closed:
             warnings.warn("DistributedRehearsalBuffer.close: a peer did not close in time", RuntimeWarning, 2)
 
     def _abandon(self) -> None:

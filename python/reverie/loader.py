@@ -69,7 +69,10 @@ class RehearsalLoader:
         dbuf: the distributed buffer; each minibatch's candidates go to ``dbuf.add``.
         representatives: r, samples drawn per step (at most ``dbuf.max_representatives``).
         device: where the yielded tensors live. With CUDA the receive memory is pinned once
-            and copies run on a side stream ordered before the default stream's use.
+            (``dbuf.pin_memory()``) and copies run on a side stream that the current stream
+            waits on, so the CPU does not block. Give it CPU minibatches (pinned ones copy
+            asynchronously); CUDA minibatches work, but their candidates' copy to the host
+            for ``dbuf.add`` waits for the GPU.
 
     Yields ``(x, y, w)``: x ``[b + r', ...]`` (a dict for multi-field samples), y ``[b + r']``,
     w ``[b + r']``. r' < r while the global buffer holds fewer than r samples (warm-up), and
@@ -92,7 +95,7 @@ class RehearsalLoader:
         self.representatives = representatives
         self.device = torch.device(device)
         self._stats = StepStats()
-        self._cuda = _CudaStaging(dbuf) if self.device.type == "cuda" else None
+        self._cuda = _CudaStaging(dbuf, self.device) if self.device.type == "cuda" else None
         self.events: list[tuple[str, int, bool]] | None = None
         self.pending: DrawHandle | None = None  # the draw travelling during the current step
 
@@ -136,6 +139,8 @@ class RehearsalLoader:
                 yield x, out.labels, out.weights
         finally:
             self.pending = None
+            if self._cuda is not None:
+                self._cuda.drain()
             if pending is not None and self.dbuf._engine is not None:
                 with contextlib.suppress(Exception):  # never mask the exception that got us here
                     pending.wait()  # leave nothing in flight: close() stays prompt
@@ -146,7 +151,7 @@ class RehearsalLoader:
         if draw is None:
             draw = self.dbuf.schema.allocate(0, ranks=True)
         if self._cuda is not None:
-            return self._cuda.augment(fields, labels, weights, draw, self.device)
+            return self._cuda.augment(fields, labels, weights, draw)
         return concat_draw(fields, labels, weights, draw)
 
     def _event(self, name: str, step: int, arrived: bool) -> None:
@@ -155,39 +160,42 @@ class RehearsalLoader:
 
 
 class _CudaStaging:
-    """Pins the receive blocks once and moves draws to the GPU on a side stream."""
+    """Moves each augmented batch to the GPU on a side stream, from pinned receive memory.
 
-    def __init__(self, dbuf: DistributedRehearsalBuffer) -> None:
-        cudart = torch.cuda.cudart()
-        for block in dbuf.receive_blocks():
-            for t in [*block.values(), block.labels, block.weights]:
-                nbytes = t.numel() * t.element_size()
-                cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)
-        self.stream = torch.cuda.Stream()
+    The default stream waits on an event, so the caller's kernels see complete tensors
+    without the CPU blocking. A receive block is rewritten by the draw after next, so
+    before that draw is requested the copy out of the block must be finished: ``augment``
+    waits on the previous step's event (long done in a steady loop) rather than its own.
+    """
+
+    def __init__(self, dbuf: DistributedRehearsalBuffer, device: torch.device) -> None:
+        dbuf.pin_memory()
+        self.schema = dbuf.schema
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+        self.previous: torch.cuda.Event | None = None
 
     def augment(
-        self,
-        fields: Fields,
-        labels: torch.Tensor,
-        weights: torch.Tensor | None,
-        draw: Samples,
-        device: torch.device,
+        self, fields: Fields, labels: torch.Tensor, weights: torch.Tensor | None, draw: Samples
     ) -> Samples:
-        main = torch.cuda.current_stream(device)
+        main = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self.stream):
-            moved = draw.to(device, non_blocking=True)
-            new = {n: t.to(device, non_blocking=True) for n, t in _as_dict(fields, draw).items()}
-            y = labels.to(device, non_blocking=True)
-            w = None if weights is None else weights.to(device, non_blocking=True)
-            out = concat_draw(new, y, w, moved)
+            out = self.schema.allocate(int(labels.shape[0]) + len(draw), device=self.device)
+            concat_draw(fields, labels, weights, draw, out=out)  # copies straight into place
             done = torch.cuda.Event()
             done.record(self.stream)
         main.wait_event(done)
-        # The receive block is rewritten by the draw after next: finish reading it first.
-        done.synchronize()
         for t in [*out.values(), out.labels, out.weights]:
-            t.record_stream(main)
+            t.record_stream(main)  # allocated on the side stream, used on the default one
+        self.drain()
+        self.previous = done
         return out
+
+    def drain(self) -> None:
+        """Blocks until the last recorded copy has read its receive block."""
+        if self.previous is not None:
+            self.previous.synchronize()
+            self.previous = None
 
 
 def _split(batch: Any) -> tuple[Fields, torch.Tensor, torch.Tensor | None]:
@@ -201,9 +209,3 @@ def _to_cpu(fields: Fields) -> Fields:
     if isinstance(fields, torch.Tensor):
         return fields.cpu().contiguous()
     return {n: t.cpu().contiguous() for n, t in fields.items()}
-
-
-def _as_dict(fields: Fields, draw: Samples) -> dict[str, torch.Tensor]:
-    if isinstance(fields, torch.Tensor):
-        return {next(iter(draw.keys())): fields}
-    return dict(fields)

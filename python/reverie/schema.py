@@ -106,11 +106,13 @@ class Schema:
             ptrs.append(weights.data_ptr())
         return ptrs, n, tensors
 
-    def allocate(self, k: int, ranks: bool = False) -> Samples:
-        """Empty CPU tensors for k samples, e.g. for ``RehearsalBuffer.sample(r, out=...)``."""
-        fields = {f.name: torch.empty((k, *f.shape), dtype=f.dtype) for f in self.fields}
-        rank_t = torch.empty(k, dtype=torch.int32) if ranks else None
-        return Samples(fields, torch.empty(k, dtype=torch.int64), torch.empty(k, dtype=torch.float32), rank_t)
+    def allocate(self, k: int, ranks: bool = False, device: torch.device | str = "cpu") -> Samples:
+        """Empty tensors for k samples, e.g. for ``RehearsalBuffer.sample(r, out=...)`` (CPU)
+        or ``concat_draw(..., out=...)`` (any device)."""
+        empty = lambda shape, dtype: torch.empty(shape, dtype=dtype, device=device)  # noqa: E731
+        fields = {f.name: empty((k, *f.shape), f.dtype) for f in self.fields}
+        rank_t = empty(k, torch.int32) if ranks else None
+        return Samples(fields, empty(k, torch.int64), empty(k, torch.float32), rank_t)
 
     def out_pointers(self, out: Samples, r: int) -> list[int]:
         """Validates caller-provided output tensors for r samples and returns their pointers."""

@@ -39,15 +39,18 @@ def decode_ok(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> bool:
     )
 
 
-def check_batches(comm: MPI.Comm, multi: bool) -> dict:
+def check_batches(comm: MPI.Comm, multi: bool, device: str, input_device: str) -> dict:
     fields = {"x": ((6,), torch.float32)}
     if multi:
         fields["tag"] = ((), torch.int64)
     stream = make_stream(comm.rank, 40, multi)
+    feed = [tuple(_to_device(t, input_device) for t in batch) for batch in stream]
     drawn_from = set()
     with DistributedRehearsalBuffer(64, fields, candidates=4, seed=3, comm=comm, timeout=20) as dbuf:
-        loader = RehearsalLoader(stream, dbuf, representatives=R)
-        for step, (x, y, w) in enumerate(loader):
+        loader = RehearsalLoader(feed, dbuf, representatives=R, device=device)
+        for step, batch in enumerate(loader):
+            assert all(t.device.type == device for t in _tensors(batch))
+            x, y, w = _to_cpu(batch)
             fx, fy, fw = stream[step]
             xs = x["x"] if multi else x
             new = fx["x"] if multi else fx
@@ -61,6 +64,41 @@ def check_batches(comm: MPI.Comm, multi: bool) -> dict:
             drawn_from.update((xs[B:, 0].long() // 1_000_000).tolist())
         stats = loader.stats()
     return {"drawn_from": sorted(drawn_from), "steps": stats["steps"], "drawn": stats["samples_drawn"]}
+
+
+def check_slow_side_stream(comm: MPI.Comm) -> dict:
+    """CUDA only: the loader's copy stream is made slow (a GPU sleep before every copy) and
+    the yielded tensors are read later. Without the default stream waiting on the copies,
+    rows would be stale; without finishing a copy before its receive block is reused, the
+    drawn rows would be those of the draw after next. Both are checked against a CPU clone
+    of each draw taken while its block was still intact."""
+    stream = make_stream(comm.rank, 30, False)
+    kept = []
+    with DistributedRehearsalBuffer(
+        64, {"x": ((6,), torch.float32)}, candidates=4, comm=comm, timeout=20
+    ) as dbuf:
+        loader = RehearsalLoader(stream, dbuf, representatives=R, device="cuda")
+        assert dbuf.is_pinned and all(b.labels.is_pinned() for b in dbuf.receive_blocks())
+        previous = None
+        for step, (x, y, w) in enumerate(loader):
+            used = previous.wait().clone() if previous is not None else None
+            previous = loader.pending
+            kept.append((step, x.clone(), y.clone(), w.clone(), used))  # kernels on the default stream
+            with torch.cuda.stream(loader._cuda.stream):
+                torch.cuda._sleep(20_000_000)  # ~10 ms: the next copies queue behind it
+        torch.cuda.synchronize()
+        for step, x, y, w, used in kept:
+            fx, fy, fw = stream[step]
+            x, y, w = x.cpu(), y.cpu(), w.cpu()
+            assert torch.equal(x[:B], fx) and torch.equal(y[:B], fy) and torch.equal(w[:B], fw), (
+                f"step {step}: stale rows"
+            )
+            if used is not None:
+                assert torch.equal(x[B:], used["x"]) and torch.equal(y[B:], used.labels), (
+                    f"step {step}: drawn rows"
+                )
+                assert torch.equal(w[B:], used.weights)
+    return {"steps": len(kept)}
 
 
 def check_overlap(comm: MPI.Comm) -> dict:
@@ -99,17 +137,36 @@ def check_early_exit(comm: MPI.Comm) -> dict:
     return {"exited": True}
 
 
+def _tensors(batch: tuple) -> list[torch.Tensor]:
+    x, y, w = batch
+    return [*(x.values() if isinstance(x, dict) else [x]), y, w]
+
+
+def _to_device(t, device: str):
+    return {n: v.to(device) for n, v in t.items()} if isinstance(t, dict) else t.to(device)
+
+
+def _to_cpu(batch: tuple) -> tuple:
+    x, y, w = batch
+    x = {n: t.cpu() for n, t in x.items()} if isinstance(x, dict) else x.cpu()
+    return x, y.cpu(), w.cpu()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("check", choices=["single", "multi", "overlap", "early_exit"])
+    parser.add_argument("check", choices=["single", "multi", "overlap", "early_exit", "slow_side_stream"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--input-device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
-    if args.check == "overlap":
+    if args.check == "slow_side_stream":
+        result = check_slow_side_stream(comm)
+    elif args.check == "overlap":
         result = check_overlap(comm)
     elif args.check == "early_exit":
         result = check_early_exit(comm)
     else:
-        result = check_batches(comm, args.check == "multi")
+        result = check_batches(comm, args.check == "multi", args.device, args.input_device)
     print(json.dumps({"rank": comm.rank, "ok": True, **result}), flush=True)
     sys.stdout.flush()
 

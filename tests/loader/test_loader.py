@@ -61,3 +61,49 @@ def test_bad_representatives() -> None:
     with DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)}, max_representatives=8) as dbuf:
         with pytest.raises(ValueError, match="representatives"):
             RehearsalLoader([], dbuf, representatives=9)
+
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the loader's CUDA path runs only on a GPU machine"
+)
+
+
+@needs_cuda
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("check", ["single", "multi"])
+def test_cuda_batch_is_minibatch_then_draw(ranks: int, check: str) -> None:
+    for r in run_ranks(ranks, check, "--device", "cuda"):
+        assert r["steps"] == 40 and r["drawn"] >= 30 * 5
+
+
+@needs_cuda
+def test_cuda_minibatches_already_on_the_gpu() -> None:
+    for r in run_ranks(2, "multi", "--device", "cuda", "--input-device", "cuda"):
+        assert r["steps"] == 40
+
+
+@needs_cuda
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_cuda_copies_are_ordered_with_a_slow_copy_stream(ranks: int) -> None:
+    assert all(r["steps"] == 30 for r in run_ranks(ranks, "slow_side_stream"))
+
+
+@needs_cuda
+def test_pin_memory_registers_and_close_unregisters() -> None:
+    dbuf = DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)})
+    dbuf.pin_memory()
+    dbuf.pin_memory()  # once only
+    blocks = dbuf.receive_blocks()
+    assert dbuf.is_pinned and all(t.is_pinned() for b in blocks for t in [b["x"], b.labels, b.weights])
+    dbuf.close()
+    assert not any(t.is_pinned() for b in blocks for t in [b["x"], b.labels, b.weights])
+
+
+def test_pin_memory_without_cuda_names_the_problem() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the error path needs a machine without it")
+    with DistributedRehearsalBuffer(16, {"x": ((3,), torch.float32)}) as dbuf:
+        with pytest.raises(RuntimeError, match="pin_memory: CUDA is not available"):
+            dbuf.pin_memory()
+        with pytest.raises(RuntimeError, match="CUDA"):
+            RehearsalLoader([], dbuf, representatives=3, device="cuda")
