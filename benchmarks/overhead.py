@@ -1,12 +1,14 @@
 """Exposed overhead of rehearsal in a real DDP training loop, side by side in one run.
 
-    mpiexec -n 4 python benchmarks/overhead.py [--steps 30] [--quick]
+    mpiexec -n 4 python benchmarks/overhead.py [--steps 30] [--quick] [--device cuda]
 
 Small ResNet on 3x32x32 inputs, b=56, r=7, c=14 (defaults). Three loops, same model and data:
   (a) plain: minibatches of b + r new samples, no rehearsal (the baseline);
   (b) reverie: RehearsalLoader, b new + r drawn, the draw for step i+1 overlapped with step i;
   (c) sync: the reference without overlap (request the draw, wait for it, then train).
 Prints step times (median over steps, max over ranks) and overhead = step(b) / step(a) - 1.
+With --device cuda every loop copies its batches from host memory to the GPU and a step
+ends when the GPU has finished it (ranks on one GPU share it and reduce with gloo).
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, w) -> N
     opt.step()
 
 
-def timed_loop(batches, model, opt, comm: MPI.Comm) -> list[float]:
+def timed_loop(batches, model, opt, comm: MPI.Comm, device: torch.device) -> list[float]:
     times = []
     comm.Barrier()
     t = time.perf_counter()
     for x, y, w in batches:
-        train_step(model, opt, x, y, w)
+        train_step(model, opt, x.to(device), y.to(device), w.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         now = time.perf_counter()
         times.append(now - t)
         t = now
@@ -82,50 +86,60 @@ def main() -> None:
     p.add_argument("--c", type=int, default=14, help="candidates offered per minibatch")
     p.add_argument("--capacity", type=int, default=2000, help="buffer capacity per rank")
     p.add_argument(
-        "--rounds", type=int, default=2, help="alternating rounds; the best median of each loop counts"
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds, each loop first in turn; the best median of each loop counts",
     )
     p.add_argument("--quick", action="store_true", help="a few steps: smoke run")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model trains")
     args = p.parse_args()
     if args.quick:
         args.steps, args.warmup, args.rounds = 4, 1, 1
     torch.set_num_threads(1)
-    group = init_process_group("cpu")
+    group = init_process_group(args.device)
+    device = group.device
     comm = MPI.COMM_WORLD
     torch.manual_seed(0)
-    model = DDP(SmallResNet(SHAPE, 10))
+    model = DDP(SmallResNet(SHAPE, 10).to(device))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     n = args.steps + args.warmup
     data = stream(comm.rank, n, args.b)
     data_br = stream(comm.rank + 1000, n, args.b + args.r)
 
     def measure(batches) -> float:
-        times = timed_loop(batches, model, opt, comm)[args.warmup :]
+        times = timed_loop(batches, model, opt, comm, device)[args.warmup :]
         return comm.allreduce(statistics.median(times), op=MPI.MAX)
 
     # Rounds alternate the loops so drift in machine load hits all of them alike.
-    results: dict[str, float] = {}
+    results: dict[str, float] = {"plain": float("inf"), "reverie": float("inf"), "sync": float("inf")}
     exposed = 0.0
+    stages: dict[str, float] = {}
     with make_buffer(comm, args) as dbuf, make_buffer(comm, args) as sync_buf:
-        for _ in range(args.rounds):
-            loader = RehearsalLoader(data, dbuf, representatives=args.r)
-            timings = {
-                "plain": measure(plain(data_br)),
-                "reverie": measure(loader),
-                "sync": measure(synchronous(data, sync_buf, args.r)),
-            }
-            for name, t in timings.items():
+        for round_ in range(args.rounds):
+            loader = RehearsalLoader(data, dbuf, representatives=args.r, device=device)
+            loops = {"plain": plain(data_br), "reverie": loader, "sync": synchronous(data, sync_buf, args.r)}
+            names = list(loops)
+            names = names[round_ % 3 :] + names[: round_ % 3]  # each loop goes first in turn
+            for name in names:
+                t = measure(loops[name])
                 results[name] = min(results.get(name, t), t)
-            exposed = comm.allreduce(loader.stats()["overhead"]["p50"], op=MPI.MAX)
+            stats = loader.stats()
+            exposed = comm.allreduce(stats["overhead"]["p50"], op=MPI.MAX)
+            stages = {s: comm.allreduce(stats[s]["p50"], op=MPI.MAX) for s in ("add", "wait", "concat")}
     if comm.rank == 0:
         base = results["plain"]
+        backend = torch.distributed.get_backend()
         print(
-            f"ranks={comm.size} b={args.b} r={args.r} c={args.c} steps={args.steps} (median step, max over ranks)"
+            f"ranks={comm.size} device={device.type} ({backend}) b={args.b} r={args.r} c={args.c} "
+            f"steps={args.steps} (median step, max over ranks)"
         )
         print(f"{'loop':<10}{'step ms':>10}{'vs plain':>10}")
         for name, t in results.items():
             print(f"{name:<10}{t * 1e3:>10.2f}{t / base:>10.3f}")
         print(f"exposed overhead (reverie / plain - 1): {results['reverie'] / base - 1:+.2%}")
-        print(f"loop time inside RehearsalLoader per step (p50): {exposed * 1e3:.3f} ms")
+        parts = ", ".join(f"{s} {t * 1e3:.3f}" for s, t in stages.items())
+        print(f"loop time inside RehearsalLoader per step (p50): {exposed * 1e3:.3f} ms ({parts})")
         print(f"sync reference overhead (sync / plain - 1): {results['sync'] / base - 1:+.2%}")
     group.close()
 

@@ -86,6 +86,9 @@ def _mpi_comm() -> Any:
 def init_process_group(device: str = "auto", timeout_s: float = 300.0) -> ProcessGroup:
     """Initialize torch.distributed (gloo on CPU, nccl on CUDA) for this launch.
 
+    With more ranks on a host than GPUs, the ranks share GPUs round-robin and use gloo
+    (NCCL needs one GPU per rank).
+
     Args:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         timeout_s: torch.distributed collective timeout, seconds.
@@ -103,7 +106,7 @@ def init_process_group(device: str = "auto", timeout_s: float = 300.0) -> Proces
     if comm is not None:
         host = socket.gethostname()
         hosts = comm.allgather(host)
-        local_rank = hosts[:rank].count(host)
+        local_rank, local_size = hosts[:rank].count(host), hosts.count(host)
         addr_port = None
         if rank == 0:
             addr = "127.0.0.1" if len(set(hosts)) == 1 else socket.gethostbyname(host)
@@ -112,6 +115,8 @@ def init_process_group(device: str = "auto", timeout_s: float = 300.0) -> Proces
         os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
     else:
         local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", "1"))
+        local_size = int(per_node) if per_node.isdigit() else 1  # slurm may say "2(x3)"
         if world == 1:
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
             os.environ.setdefault("MASTER_PORT", str(free_port()))
@@ -124,8 +129,9 @@ def init_process_group(device: str = "auto", timeout_s: float = 300.0) -> Proces
         dev = torch.device("cuda", torch.cuda.current_device())
     else:
         dev = torch.device("cpu")
+    # NCCL refuses two ranks on one GPU; gloo reduces CUDA tensors too (through the host).
+    shared_gpu = use_cuda and local_size > torch.cuda.device_count()
+    backend = "nccl" if use_cuda and not shared_gpu else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if use_cuda else "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
-        )
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
     return ProcessGroup(rank, world, dev, comm)
