@@ -59,13 +59,16 @@ def main() -> None:
         comm=MPI.COMM_WORLD,
         max_representatives=REPRESENTATIVES,
     )
+    # One DistributedOptimizer for the whole run: each one hooks the parameters' gradients, so a second
+    # one would all-reduce every gradient twice under the same name, which Horovod rejects.
+    base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = hvd.DistributedOptimizer(base, named_parameters=model.named_parameters())
     with buffer:
         for task in range(TASKS):
             classes = torch.arange(task * CLASSES_PER_TASK, (task + 1) * CLASSES_PER_TASK)
             mine = torch.nonzero(torch.isin(y_train, classes)).flatten()[rank::world]
             mine = mine[: len(mine) - len(mine) % BATCH]  # same number of steps on every rank
-            base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            optimizer = hvd.DistributedOptimizer(base, named_parameters=model.named_parameters())
+            optimizer.state.clear()  # fresh momentum for each task, as a new SGD would have
             for epoch in range(EPOCHS):
                 order = mine[torch.randperm(len(mine), generator=torch.Generator().manual_seed(epoch))]
                 batches = [(x_train[i], y_train[i]) for i in order.split(BATCH)]
