@@ -78,3 +78,10 @@ def test_der_alpha_defaults() -> None:
     cfg = ExperimentConfig()
     assert cfg.der_alpha("der") == 0.3 and cfg.der_alpha("derpp") == 0.1
     assert ExperimentConfig(alpha=0.7).der_alpha("derpp") == 0.7
+
+
+def test_dataset_preset_sits_beneath_explicit_options() -> None:
+    digits = resolve_config({"dataset": "digits"})
+    assert (digits.batch_size, digits.representatives, digits.buffer_size, digits.epochs) == (16, 16, 200, 8)
+    assert resolve_config({"dataset": "digits", "epochs": 2}).epochs == 2
+    assert resolve_config({}).batch_size == ExperimentConfig().batch_size  # mnist1d: plain defaults

@@ -30,6 +30,11 @@ COMPARE_DEFAULT = ("incremental", "scratch", "rehearsal")
 #: buffer 200: DER alpha 0.3; DER++ alpha 0.1, beta 0.5).
 DER_ALPHA = {"der": 0.3, "derpp": 0.1}
 DERPP_BETA = 0.5
+#: Defaults per dataset, beneath every explicit option: digits has ~270 training samples
+#: per task (20x fewer than MNIST-1D), so smaller batches, buffer and draws, more epochs.
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"batch_size": 16, "representatives": 16, "candidates": 16, "buffer_size": 200, "epochs": 8},
+}
 
 
 @dataclass
@@ -139,7 +144,10 @@ class ExperimentConfig:
 
 
 _HELP: dict[str, str] = {
-    "dataset": "dataset: " + ", ".join(DATASETS) + " (synthetic: throughput benchmarks only)",
+    "dataset": "dataset: "
+    + ", ".join(DATASETS)
+    + " (synthetic: throughput benchmarks only; digits defaults to batch 16, representatives 16,"
+    " candidates 16, buffer 200, 8 epochs)",
     "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
     "scenario": "class: new classes per task; instance: same classes, new samples per task",
     "tasks": "number of tasks T",
@@ -283,12 +291,13 @@ def normalize_options(options: Mapping[str, Any], source: str = "options") -> di
 def resolve_config(
     given: Mapping[str, Any], config_file: str | None = None, base: Mapping[str, Any] | None = None
 ) -> ExperimentConfig:
-    """Defaults < ``base`` (a command's own defaults) < ``config_file`` < ``given`` (explicit
-    options); validated. Raises ``ValueError`` naming the bad option."""
+    """Defaults < the dataset's preset (:data:`DATASET_PRESETS`) < ``base`` (a command's own
+    defaults) < ``config_file`` < ``given`` (explicit options); validated. Raises ``ValueError`` naming the bad option."""
     merged: dict[str, Any] = dict(base or {})
     if config_file:
         merged.update(load_config_file(config_file))
     merged.update(normalize_options({k: v for k, v in given.items() if k != "config"}, source="options"))
+    merged = {**DATASET_PRESETS.get(merged.get("dataset", ExperimentConfig.dataset), {}), **merged}
     try:
         cfg = ExperimentConfig(**merged)
     except TypeError as e:
