@@ -118,7 +118,8 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   payloads_.reserve(payload_messages(max_rows));  // rows of one draw, split over peers
 
   size_t packed = 0;
-  for (size_t f = 0; f < layout.num_fields(); ++f) packed += layout.row_bytes(f) * max_rows;
+  for (size_t f = 0; f < layout.num_fields(); ++f)
+    if (!row_messages(f)) packed += layout.row_bytes(f) * max_rows;
   server_request_.resize(wire::request_bytes(max_rows));
   server_reply_.resize(reply_message_bytes(max_rows));
   server_packed_.resize(packed);
@@ -136,10 +137,16 @@ void MpiTransport::stop_server() {
 void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out) {
   const SampleLayout& layout = buffer_->layout();
   if (req.count == 0) return;
-  for (size_t f = 0; f < layout.num_fields(); ++f)
-    check(MPI_Irecv(dest.at(layout, f, req.first_row), static_cast<int>(layout.row_bytes(f) * req.count), MPI_BYTE,
-                    req.peer, payload_tag(id), comm_, out++),
-          "MPI_Irecv(payload)");
+  const int tag = payload_tag(id);
+  for (size_t f = 0; f < layout.num_fields(); ++f) {
+    const size_t rb = layout.row_bytes(f);
+    const uint32_t messages = row_messages(f) ? req.count : 1;
+    const size_t bytes = rb * (req.count / messages);
+    for (uint32_t m = 0; m < messages; ++m)
+      check(MPI_Irecv(dest.at(layout, f, req.first_row + m), static_cast<int>(bytes), MPI_BYTE, req.peer, tag, comm_,
+                      out++),
+            "MPI_Irecv(payload)");
+  }
 }
 
 void MpiTransport::fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
@@ -332,6 +339,15 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   std::byte* packed = server_packed_.data();
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
+    if (row_messages(f)) {
+      // Straight from the slots: the caller holds the buffer's reader lock until the sends complete.
+      for (uint32_t i = 0; i < rows; ++i) {
+        server_sends_.push_back(MPI_REQUEST_NULL);
+        MPI_Isend(slots_from->at(layout, f, req.slots[i]), static_cast<int>(rb), MPI_BYTE, dest, tag, comm_,
+                  &server_sends_.back());
+      }
+      continue;
+    }
     for (uint32_t i = 0; i < rows; ++i) std::memcpy(packed + i * rb, slots_from->at(layout, f, req.slots[i]), rb);
     server_sends_.push_back(MPI_REQUEST_NULL);
     MPI_Isend(packed, static_cast<int>(rb * rows), MPI_BYTE, dest, tag, comm_, &server_sends_.back());
