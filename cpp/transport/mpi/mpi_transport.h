@@ -101,6 +101,12 @@ class MpiTransport final : public Transport {
       most = std::max(most, buffer_->layout().row_bytes(f) * (row_messages(f) ? 1 : count));
     return most;
   }
+  // Client side of fetch_overlapped(): scratch sized for `requests`, request i posted, polled.
+  void prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies);
+  void post_request(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& reply);
+  bool poll_request(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& reply);
+  bool take_header(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& out);
+  void fail_request(size_t i, wire::Status status, PeerReply& reply);
   // Posts the payload receives of `req` (rows land in `dest` at `first_row`).
   void post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out);
   void stop_server();
