@@ -70,7 +70,9 @@ class RehearsalEngine {
   uint64_t request(uint32_t r);
   bool done(uint64_t ticket) const;
   // Waits for the draw; returns false on timeout. Throws for an unknown or stale ticket.
-  bool wait(uint64_t ticket, std::chrono::milliseconds timeout) const;
+  // When the worker has not started the draw yet, no insert is queued and `timeout` covers
+  // the engine's, the calling thread runs the draw itself: no hand-off to the worker and back.
+  bool wait(uint64_t ticket, std::chrono::milliseconds timeout);
   size_t rows(uint64_t ticket) const;
   const Columns& block(uint64_t ticket) const { return blocks_[ticket % 2].columns(); }
   const int32_t* ranks(uint64_t ticket) const { return ranks_[ticket % 2].data(); }
@@ -101,6 +103,10 @@ class RehearsalEngine {
   };
 
   void run();
+  // The draw to run next (lowest ticket first, one at a time), or nullptr. mu_ held.
+  Draw* next_draw();
+  // Runs `slot` on the calling thread (mu_ held by `lock`, released meanwhile).
+  void execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
   void run_draw(Draw& draw);
   void apply_insert(size_t block);
   size_t compact(size_t slot, const std::vector<bool>& keep_rank);
@@ -124,6 +130,7 @@ class RehearsalEngine {
   std::vector<std::vector<int32_t>> ranks_;
   Draw draws_[2];
   uint64_t next_ticket_ = 0;
+  bool drawing_ = false;  // a draw is running, on the worker or on a waiting caller
 
   // Worker-only planning state (sizes_ and excluded_ are read under mu_).
   Rng draw_rng_;
