@@ -2,7 +2,8 @@
 // The background side of a distributed buffer. add() copies the chosen candidates into a
 // bounded queue and returns; request() schedules a global draw into one of two receive
 // blocks. One worker thread applies inserts and runs draws (draws first: they are on the
-// training loop's critical path). Every blocking call has a deadline.
+// training loop's critical path); a caller waiting for a draw the worker has not started
+// runs it itself. Draws run one at a time. Every blocking call has a deadline.
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -40,7 +41,7 @@ struct EngineStats {
   uint64_t bytes_remote = 0;
   uint64_t inserts = 0;          // add() calls applied
   uint64_t rows_offered = 0;
-  uint64_t fetch_ns = 0;         // worker time spent in draws
+  uint64_t fetch_ns = 0;         // time spent in draws (worker or waiting caller)
   uint64_t insert_ns = 0;        // worker time spent applying inserts
   uint64_t add_wait_ns = 0;      // caller time blocked by a full queue
   uint64_t failed_requests = 0;
@@ -132,7 +133,7 @@ class RehearsalEngine {
   uint64_t next_ticket_ = 0;
   bool drawing_ = false;  // a draw is running, on the worker or on a waiting caller
 
-  // Worker-only planning state (sizes_ and excluded_ are read under mu_).
+  // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).
   Rng draw_rng_;
   DrawPlan plan_;
   std::vector<uint64_t> sizes_;
