@@ -187,7 +187,7 @@ void bind_engine(py::module_& m) {
       .def("done", &RehearsalEngine::done, py::arg("ticket"))
       .def(
           "wait",
-          [](const RehearsalEngine& e, uint64_t ticket, double timeout) {
+          [](RehearsalEngine& e, uint64_t ticket, double timeout) {
             py::gil_scoped_release release;
             return e.wait(ticket, ms(timeout));
           },

@@ -142,10 +142,17 @@ bool RehearsalEngine::done(uint64_t ticket) const {
   return draw.finished;
 }
 
-bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) const {
+bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  const Draw& draw = draws_[ticket % 2];
+  Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
+  // A draw may run as long as the engine's timeout: only a caller willing to wait that long
+  // runs it. Not while inserts are queued: then the caller sleeps and the worker (at lower
+  // priority) gets the CPU for them; a caller that never slept could starve it on a busy box.
+  if (timeout >= options_.timeout && queue_count_ == 0 && !applying_ && next_draw() == &draw) {
+    execute_draw(lock, draw);
+    return true;
+  }
   const auto ready = [&] { return draw.ticket != ticket || draw.finished; };
   wait_hot(lock, ready);
   return cv_.wait_for(lock, timeout, ready) && draw.ticket == ticket;
@@ -161,24 +168,12 @@ size_t RehearsalEngine::rows(uint64_t ticket) const {
 void RehearsalEngine::run() {
   Backoff::lower_priority();
   std::unique_lock lock(mu_);
-  const auto has_work = [&] {
-    return stopping_ || queue_count_ > 0 || (draws_[0].pending && !draws_[0].finished) ||
-           (draws_[1].pending && !draws_[1].finished);
-  };
+  const auto has_work = [&] { return stopping_ || queue_count_ > 0 || next_draw() != nullptr; };
   while (true) {
     wait_hot(lock, has_work);
     cv_.wait(lock, has_work);
-    Draw* todo = nullptr;
-    for (Draw& d : draws_)
-      if (d.pending && !d.finished && (todo == nullptr || d.ticket < todo->ticket)) todo = &d;
-    if (todo != nullptr) {
-      Draw draw = *todo;
-      lock.unlock();
-      run_draw(draw);
-      lock.lock();
-      todo->rows = draw.rows;
-      todo->finished = true;
-      cv_.notify_all();
+    if (Draw* todo = next_draw()) {
+      execute_draw(lock, *todo);
       continue;
     }
     if (queue_count_ > 0) {
@@ -195,6 +190,35 @@ void RehearsalEngine::run() {
     }
     if (stopping_) return;
   }
+}
+
+RehearsalEngine::Draw* RehearsalEngine::next_draw() {
+  if (drawing_) return nullptr;
+  Draw* todo = nullptr;
+  for (Draw& d : draws_)
+    if (d.pending && !d.finished && (todo == nullptr || d.ticket < todo->ticket)) todo = &d;
+  return todo;
+}
+
+void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot) {
+  drawing_ = true;
+  Draw draw = slot;
+  // Marks the draw finished (its rows: none, if it threw) and wakes the waiters either way.
+  struct Finish {
+    std::unique_lock<std::mutex>& lock;
+    RehearsalEngine& engine;
+    Draw& slot;
+    const Draw& draw;
+    ~Finish() {
+      lock.lock();
+      slot.rows = draw.rows;
+      slot.finished = true;
+      engine.drawing_ = false;
+      engine.cv_.notify_all();
+    }
+  } finish{lock, *this, slot, draw};
+  lock.unlock();
+  run_draw(draw);
 }
 
 void RehearsalEngine::apply_insert(size_t block) {

@@ -2,7 +2,8 @@
 // The background side of a distributed buffer. add() copies the chosen candidates into a
 // bounded queue and returns; request() schedules a global draw into one of two receive
 // blocks. One worker thread applies inserts and runs draws (draws first: they are on the
-// training loop's critical path). Every blocking call has a deadline.
+// training loop's critical path); a caller waiting for a draw the worker has not started
+// runs it itself. Draws run one at a time. Every blocking call has a deadline.
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -40,7 +41,7 @@ struct EngineStats {
   uint64_t bytes_remote = 0;
   uint64_t inserts = 0;          // add() calls applied
   uint64_t rows_offered = 0;
-  uint64_t fetch_ns = 0;         // worker time spent in draws
+  uint64_t fetch_ns = 0;         // time spent in draws (worker or waiting caller)
   uint64_t insert_ns = 0;        // worker time spent applying inserts
   uint64_t add_wait_ns = 0;      // caller time blocked by a full queue
   uint64_t failed_requests = 0;
@@ -70,7 +71,9 @@ class RehearsalEngine {
   uint64_t request(uint32_t r);
   bool done(uint64_t ticket) const;
   // Waits for the draw; returns false on timeout. Throws for an unknown or stale ticket.
-  bool wait(uint64_t ticket, std::chrono::milliseconds timeout) const;
+  // When the worker has not started the draw yet, no insert is queued and `timeout` covers
+  // the engine's, the calling thread runs the draw itself: no hand-off to the worker and back.
+  bool wait(uint64_t ticket, std::chrono::milliseconds timeout);
   size_t rows(uint64_t ticket) const;
   const Columns& block(uint64_t ticket) const { return blocks_[ticket % 2].columns(); }
   const int32_t* ranks(uint64_t ticket) const { return ranks_[ticket % 2].data(); }
@@ -101,6 +104,10 @@ class RehearsalEngine {
   };
 
   void run();
+  // The draw to run next (lowest ticket first, one at a time), or nullptr. mu_ held.
+  Draw* next_draw();
+  // Runs `slot` on the calling thread (mu_ held by `lock`, released meanwhile).
+  void execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
   void run_draw(Draw& draw);
   void apply_insert(size_t block);
   size_t compact(size_t slot, const std::vector<bool>& keep_rank);
@@ -124,8 +131,9 @@ class RehearsalEngine {
   std::vector<std::vector<int32_t>> ranks_;
   Draw draws_[2];
   uint64_t next_ticket_ = 0;
+  bool drawing_ = false;  // a draw is running, on the worker or on a waiting caller
 
-  // Worker-only planning state (sizes_ and excluded_ are read under mu_).
+  // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).
   Rng draw_rng_;
   DrawPlan plan_;
   std::vector<uint64_t> sizes_;

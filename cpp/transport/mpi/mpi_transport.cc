@@ -118,7 +118,8 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   payloads_.reserve(payload_messages(max_rows));  // rows of one draw, split over peers
 
   size_t packed = 0;
-  for (size_t f = 0; f < layout.num_fields(); ++f) packed += layout.row_bytes(f) * max_rows;
+  for (size_t f = 0; f < layout.num_fields(); ++f)
+    if (!row_messages(f)) packed += layout.row_bytes(f) * max_rows;
   server_request_.resize(wire::request_bytes(max_rows));
   server_reply_.resize(reply_message_bytes(max_rows));
   server_packed_.resize(packed);
@@ -136,10 +137,16 @@ void MpiTransport::stop_server() {
 void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out) {
   const SampleLayout& layout = buffer_->layout();
   if (req.count == 0) return;
-  for (size_t f = 0; f < layout.num_fields(); ++f)
-    check(MPI_Irecv(dest.at(layout, f, req.first_row), static_cast<int>(layout.row_bytes(f) * req.count), MPI_BYTE,
-                    req.peer, payload_tag(id), comm_, out++),
-          "MPI_Irecv(payload)");
+  const int tag = payload_tag(id);
+  for (size_t f = 0; f < layout.num_fields(); ++f) {
+    const size_t rb = layout.row_bytes(f);
+    const uint32_t messages = row_messages(f) ? req.count : 1;
+    const size_t bytes = rb * (req.count / messages);
+    for (uint32_t m = 0; m < messages; ++m)
+      check(MPI_Irecv(dest.at(layout, f, req.first_row + m), static_cast<int>(bytes), MPI_BYTE, req.peer, tag, comm_,
+                      out++),
+            "MPI_Irecv(payload)");
+  }
 }
 
 void MpiTransport::fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
@@ -151,7 +158,38 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
                                     Clock::time_point deadline, std::vector<PeerReply>& replies,
                                     const std::function<void()>& local_work) {
   if (closed_) throw std::runtime_error("mpi transport: fetch after close");
-  const SampleLayout& layout = buffer_->layout();
+  const size_t n = requests.size();
+  prepare_fetch(requests, replies);
+  for (size_t i = 0; i < n; ++i) post_request(i, requests[i], dest, replies[i]);
+  if (local_work) local_work();
+
+  tighten_timer_slack_once();
+  // A large payload keeps the requester hot from the start: the owner answers it at once
+  // when awake, and each chunk needs this side's progress calls.
+  bool hot = false;
+  for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
+  Backoff backoff = hot ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
+  size_t open = n;
+  while (open > 0 && Clock::now() < deadline) {
+    bool progressed = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (stages_[i] == Stage::kFinished) continue;
+      progressed = poll_request(i, requests[i], dest, replies[i]) || progressed;
+      if (stages_[i] == Stage::kFinished) --open;
+    }
+    if (progressed) backoff.reset();
+    if (open > 0) backoff.pause();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (stages_[i] == Stage::kFinished) continue;
+    withdraw(&headers_[i], 1);
+    withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+    if (sends_[i] != MPI_REQUEST_NULL) MPI_Request_free(&sends_[i]);
+    replies[i].status = wire::Status::kTimeout;
+  }
+}
+
+void MpiTransport::prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies) {
   const size_t n = requests.size();
   replies.assign(n, PeerReply{});
   sends_.assign(n, MPI_REQUEST_NULL);
@@ -165,101 +203,85 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
     payload_first_[i + 1] = payload_first_[i] + payload_messages(requests[i].count);
   }
   payloads_.assign(payload_first_[n], MPI_REQUEST_NULL);
+}
 
-  for (size_t i = 0; i < n; ++i) {
-    const PeerRequest& req = requests[i];
-    const uint64_t id = next_request_id_++;
-    ids_[i] = id;
-    replies[i].peer = req.peer;
-    check(MPI_Irecv(reply_bufs_[req.peer].data(), static_cast<int>(reply_message_bytes(req.count)), MPI_BYTE,
-                    req.peer, header_tag(id), comm_, &headers_[i]),
-          "MPI_Irecv(reply)");
-    post_payload(req, id, dest, &payloads_[payload_first_[i]]);
-    const size_t len = wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data());
-    check(MPI_Isend(request_bufs_[req.peer].data(), static_cast<int>(len), MPI_BYTE, req.peer, kRequestTag, comm_,
-                    &sends_[i]),
-          "MPI_Isend(request)");
-  }
+void MpiTransport::post_request(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& reply) {
+  const uint64_t id = next_request_id_++;
+  ids_[i] = id;
+  reply.peer = req.peer;
+  check(MPI_Irecv(reply_bufs_[req.peer].data(), static_cast<int>(reply_message_bytes(req.count)), MPI_BYTE, req.peer,
+                  header_tag(id), comm_, &headers_[i]),
+        "MPI_Irecv(reply)");
+  post_payload(req, id, dest, &payloads_[payload_first_[i]]);
+  const size_t len = wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data());
+  check(MPI_Isend(request_bufs_[req.peer].data(), static_cast<int>(len), MPI_BYTE, req.peer, kRequestTag, comm_,
+                  &sends_[i]),
+        "MPI_Isend(request)");
+}
 
-  if (local_work) local_work();
-
-  // A request is finished once its reply (and payload, if any) arrived and its send completed.
-  auto fail = [&](size_t i, wire::Status status) {
-    replies[i].status = status;
-    stages_[i] = Stage::kDone;
-    withdraw(&headers_[i], 1);
-    withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
-  };
-  tighten_timer_slack_once();
-  // A large payload keeps the requester hot from the start: the owner answers it at once
-  // when awake, and each chunk needs this side's progress calls.
-  bool hot = false;
-  for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
-  Backoff backoff = hot ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
-  size_t open = n;
-  while (open > 0 && Clock::now() < deadline) {
-    bool progressed = false;
-    for (size_t i = 0; i < n; ++i) {
-      if (stages_[i] == Stage::kFinished) continue;
-      const PeerRequest& req = requests[i];
-      if (stages_[i] == Stage::kHeader) {
-        int flag = 0;
-        MPI_Status status;
-        if (MPI_Test(&headers_[i], &flag, &status) != MPI_SUCCESS) {
-          fail(i, wire::Status::kMalformed);  // longer than any valid reply
-        } else if (flag) {
-          progressed = true;
-          int bytes = 0;
-          MPI_Get_count(&status, MPI_BYTE, &bytes);
-          const std::byte* msg = reply_bufs_[req.peer].data();
-          wire::Reply reply{};
-          std::memcpy(&reply, msg, std::min<size_t>(bytes, sizeof reply));
-          const bool ok = reply.status == static_cast<uint16_t>(wire::Status::kOk);
-          const size_t expected = reply_message_bytes(ok ? req.count : 0);
-          if (static_cast<size_t>(bytes) != expected || !wire::reply_valid(reply, ids_[i], req.count)) {
-            fail(i, wire::Status::kMalformed);
-          } else if (!ok) {
-            fail(i, static_cast<wire::Status>(reply.status));  // no payload follows
-            replies[i].owner_size = reply.owner_size;
-          } else {
-            replies[i].status = wire::Status::kOk;
-            replies[i].owner_size = reply.owner_size;
-            const size_t row = req.first_row;
-            std::memcpy(dest.at(layout, layout.label_column(), row), msg + sizeof reply, req.count * sizeof(int64_t));
-            std::memcpy(dest.at(layout, layout.weight_column(), row), msg + sizeof reply + req.count * sizeof(int64_t),
-                        req.count * sizeof(float));
-            stages_[i] = Stage::kPayload;
-          }
-        }
-      }
-      if (stages_[i] == Stage::kPayload) {
-        const int done = test_all(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
-        if (done < 0) {
-          fail(i, wire::Status::kMalformed);
-        } else if (done > 0) {
-          stages_[i] = Stage::kDone;
-        }
-      }
-      if (stages_[i] == Stage::kDone) {
-        int sent = 0;
-        MPI_Test(&sends_[i], &sent, MPI_STATUS_IGNORE);
-        if (sent) {
-          stages_[i] = Stage::kFinished;
-          progressed = true;
-          --open;
-        }
-      }
+// A request is finished once its reply (and payload, if any) arrived and its send completed.
+bool MpiTransport::poll_request(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& reply) {
+  bool progressed = false;
+  if (stages_[i] == Stage::kHeader) progressed = take_header(i, req, dest, reply);
+  if (stages_[i] == Stage::kPayload) {
+    const int done = test_all(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+    if (done < 0) {
+      fail_request(i, wire::Status::kMalformed, reply);
+    } else if (done > 0) {
+      stages_[i] = Stage::kDone;
     }
-    if (progressed) backoff.reset();
-    if (open > 0) backoff.pause();
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (stages_[i] == Stage::kFinished) continue;
-    withdraw(&headers_[i], 1);
-    withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
-    if (sends_[i] != MPI_REQUEST_NULL) MPI_Request_free(&sends_[i]);
-    replies[i].status = wire::Status::kTimeout;
+  if (stages_[i] == Stage::kDone) {
+    int sent = 0;
+    MPI_Test(&sends_[i], &sent, MPI_STATUS_IGNORE);
+    if (sent) {
+      stages_[i] = Stage::kFinished;
+      progressed = true;
+    }
   }
+  return progressed;
+}
+
+void MpiTransport::fail_request(size_t i, wire::Status status, PeerReply& reply) {
+  reply.status = status;
+  stages_[i] = Stage::kDone;
+  withdraw(&headers_[i], 1);
+  withdraw(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
+}
+
+// Checks request i's header message; once there, validates it and copies labels and weights.
+bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& out) {
+  const SampleLayout& layout = buffer_->layout();
+  int flag = 0;
+  MPI_Status status;
+  if (MPI_Test(&headers_[i], &flag, &status) != MPI_SUCCESS) {
+    fail_request(i, wire::Status::kMalformed, out);  // longer than any valid reply
+    return false;
+  }
+  if (!flag) return false;
+  int bytes = 0;
+  MPI_Get_count(&status, MPI_BYTE, &bytes);
+  const std::byte* msg = reply_bufs_[req.peer].data();
+  wire::Reply reply{};
+  std::memcpy(&reply, msg, std::min<size_t>(bytes, sizeof reply));
+  const bool ok = reply.status == static_cast<uint16_t>(wire::Status::kOk);
+  const size_t expected = reply_message_bytes(ok ? req.count : 0);
+  if (static_cast<size_t>(bytes) != expected || !wire::reply_valid(reply, ids_[i], req.count)) {
+    fail_request(i, wire::Status::kMalformed, out);
+    return true;
+  }
+  out.owner_size = reply.owner_size;
+  if (!ok) {
+    fail_request(i, static_cast<wire::Status>(reply.status), out);  // no payload follows
+    return true;
+  }
+  out.status = wire::Status::kOk;
+  const size_t row = req.first_row;
+  std::memcpy(dest.at(layout, layout.label_column(), row), msg + sizeof reply, req.count * sizeof(int64_t));
+  std::memcpy(dest.at(layout, layout.weight_column(), row), msg + sizeof reply + req.count * sizeof(int64_t),
+              req.count * sizeof(float));
+  stages_[i] = Stage::kPayload;
+  return true;
 }
 
 void MpiTransport::serve_loop() {
@@ -332,6 +354,15 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   std::byte* packed = server_packed_.data();
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
+    if (row_messages(f)) {
+      // Straight from the slots: the caller holds the buffer's reader lock until the sends complete.
+      for (uint32_t i = 0; i < rows; ++i) {
+        server_sends_.push_back(MPI_REQUEST_NULL);
+        MPI_Isend(slots_from->at(layout, f, req.slots[i]), static_cast<int>(rb), MPI_BYTE, dest, tag, comm_,
+                  &server_sends_.back());
+      }
+      continue;
+    }
     for (uint32_t i = 0; i < rows; ++i) std::memcpy(packed + i * rb, slots_from->at(layout, f, req.slots[i]), rb);
     server_sends_.push_back(MPI_REQUEST_NULL);
     MPI_Isend(packed, static_cast<int>(rb * rows), MPI_BYTE, dest, tag, comm_, &server_sends_.back());
