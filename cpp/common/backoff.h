@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <thread>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -40,12 +41,20 @@ class Backoff {
   }
 
   void pause() {
-    if (Clock::now() < spin_until_) {
-      std::this_thread::yield();
+    if (const auto sleep = next_sleep()) {
+      std::this_thread::sleep_for(*sleep);
       return;
     }
-    std::this_thread::sleep_for(sleep_);
+    std::this_thread::yield();
+  }
+
+  // The sleep the next pause takes (doubling it for the one after), or nullopt while hot:
+  // for callers that sleep in a way that can be interrupted.
+  std::optional<std::chrono::microseconds> next_sleep() {
+    if (Clock::now() < spin_until_) return std::nullopt;
+    const auto sleep = sleep_;
     sleep_ = std::min(sleep_ * 2, max_sleep_);
+    return sleep;
   }
 
   // Lets the calling thread's short sleeps end on time (Linux pads every sleep by the

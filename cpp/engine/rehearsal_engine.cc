@@ -7,6 +7,7 @@
 
 #include "common/backoff.h"
 #include "common/errors.h"
+#include "common/thread_name.h"
 #include "policy/candidate_selection.h"
 
 namespace reverie {
@@ -166,6 +167,7 @@ size_t RehearsalEngine::rows(uint64_t ticket) const {
 }
 
 void RehearsalEngine::run() {
+  name_this_thread("reverie-worker");
   Backoff::lower_priority();
   std::unique_lock lock(mu_);
   const auto has_work = [&] { return stopping_ || queue_count_ > 0 || next_draw() != nullptr; };

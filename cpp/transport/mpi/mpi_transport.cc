@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/backoff.h"
+#include "common/thread_name.h"
 
 namespace reverie {
 namespace {
@@ -26,8 +27,8 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // prefetched while a step computes, so its latency is hidden anyway).
 //
 // Server: hot for a short window after each request (back-to-back draws see no wake-up
-// delay), then sleeps up to 1 ms between probes, so an idle server costs well under 1% of
-// a core. During training requests come once per step, milliseconds apart: a long hot
+// delay), then sleeps up to 4 ms between probes, so an idle server costs well under 1% of
+// a core; this rank's own draws wake it (wake_server), as peers draw at the same time. During training requests come once per step, milliseconds apart: a long hot
 // window, or a ramp of many short sleeps, only takes CPU from the step (every wake-up costs
 // ~5-25 us of CPU, the most in a VM, on top of the yield loop), which matters on a box with
 // fewer cores than threads.
@@ -43,7 +44,11 @@ constexpr std::chrono::microseconds kIdleSpin{50};
 constexpr std::chrono::microseconds kBurstGap{1000};
 constexpr std::chrono::microseconds kBurstMinSpin{200};
 constexpr std::chrono::microseconds kIdleMinSleep{100};
-constexpr std::chrono::microseconds kIdleMaxSleep{1000};
+// Data-parallel ranks draw in lockstep: when this rank starts a draw, its peers' requests
+// are due within the ranks' skew, so the server probes at once and restarts its ladder of
+// sleeps from the shortest. Staying hot instead was slower on 2 cores: the spin took more
+// CPU from the training step than the earlier answer saved (measured in a 2-rank loop).
+constexpr std::chrono::microseconds kIdleMaxSleep{4000};
 // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
 // eager limits are 16-64 KiB); below it a send completes without the receiver's help.
 constexpr size_t kHotBytes = 16 * 1024;
@@ -131,7 +136,29 @@ MpiTransport::~MpiTransport() { stop_server(); }
 
 void MpiTransport::stop_server() {
   stop_.store(true);
+  wake_server();
   if (server_.joinable()) server_.join();
+}
+
+void MpiTransport::wake_server() {
+  {
+    std::lock_guard lock(wake_mu_);
+    woken_ = true;
+  }
+  wake_cv_.notify_one();
+}
+
+void MpiTransport::idle_pause(Backoff& backoff) {
+  const auto sleep = backoff.next_sleep();
+  if (!sleep) {
+    std::this_thread::yield();
+    return;
+  }
+  std::unique_lock lock(wake_mu_);
+  if (wake_cv_.wait_for(lock, *sleep, [&] { return woken_; })) {
+    woken_ = false;
+    backoff.reset(std::chrono::microseconds(0));
+  }
 }
 
 void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out) {
@@ -158,6 +185,7 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
                                     Clock::time_point deadline, std::vector<PeerReply>& replies,
                                     const std::function<void()>& local_work) {
   if (closed_) throw std::runtime_error("mpi transport: fetch after close");
+  wake_server();
   const size_t n = requests.size();
   prepare_fetch(requests, replies);
   for (size_t i = 0; i < n; ++i) post_request(i, requests[i], dest, replies[i]);
@@ -285,6 +313,7 @@ bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& 
 }
 
 void MpiTransport::serve_loop() {
+  name_this_thread("reverie-server");
   Backoff::tighten_timer_slack();
   Backoff::lower_priority();
   Backoff backoff(kIdleMaxSleep, kIdleSpin, kIdleMinSleep);
@@ -294,7 +323,7 @@ void MpiTransport::serve_loop() {
     MPI_Message message;
     MPI_Status status;
     if (MPI_Improbe(MPI_ANY_SOURCE, kRequestTag, comm_, &flag, &message, &status) != MPI_SUCCESS || !flag) {
-      backoff.pause();
+      idle_pause(backoff);
       continue;
     }
     int bytes = 0;

@@ -22,12 +22,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "buffer/local_buffer.h"
+#include "common/backoff.h"
 #include "transport/transport.h"
 
 namespace reverie {
@@ -110,6 +113,9 @@ class MpiTransport final : public Transport {
   // Posts the payload receives of `req` (rows land in `dest` at `first_row`).
   void post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out);
   void stop_server();
+  void wake_server();
+  // The server's pause between empty probes: yields while hot, else sleeps unless woken.
+  void idle_pause(Backoff& backoff);
 
   std::shared_ptr<const LocalBuffer> buffer_;
   MpiTransportOptions options_;
@@ -138,6 +144,11 @@ class MpiTransport final : public Transport {
   const wire::Reply anonymous_reply_ = wire::make_reply(wire::Status::kMalformed, 0, 0, 0);
 
   std::atomic<bool> stop_{false};
+  // This rank's own draws wake the server: ranks draw in lockstep, so peers' requests are
+  // about to arrive (see wake_server).
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  bool woken_ = false;
   std::atomic<uint64_t> served_{0};
   std::thread server_;
 };
