@@ -73,7 +73,12 @@ def synchronous(data, dbuf: DistributedRehearsalBuffer, r: int):
 
 def make_buffer(comm: MPI.Comm, args) -> DistributedRehearsalBuffer:
     return DistributedRehearsalBuffer(
-        capacity=args.capacity, fields={"x": (SHAPE, torch.float32)}, candidates=args.c, comm=comm, seed=0
+        capacity=args.capacity,
+        fields={"x": (SHAPE, torch.float32)},
+        candidates=args.c,
+        comm=comm,
+        seed=0,
+        engine=args.engine,
     )
 
 
@@ -92,6 +97,7 @@ def main() -> None:
         help="rounds, each loop first in turn; the best median of each loop counts",
     )
     p.add_argument("--quick", action="store_true", help="a few steps: smoke run")
+    p.add_argument("--engine", default="auto", choices=["auto", "mpi", "thallium"], help="Reverie engine")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model trains")
     args = p.parse_args()
     if args.quick:
@@ -131,7 +137,7 @@ def main() -> None:
         base = results["plain"]
         backend = torch.distributed.get_backend()
         print(
-            f"ranks={comm.size} device={device.type} ({backend}) b={args.b} r={args.r} c={args.c} "
+            f"ranks={comm.size} device={device.type} ({backend}) engine={dbuf.engine} b={args.b} r={args.r} c={args.c} "
             f"steps={args.steps} (median step, max over ranks)"
         )
         print(f"{'loop':<10}{'step ms':>10}{'vs plain':>10}")
