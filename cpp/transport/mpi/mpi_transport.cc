@@ -28,10 +28,10 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 //
 // Server: hot for a short window after each request (back-to-back draws see no wake-up
 // delay), then sleeps up to 4 ms between probes, so an idle server costs well under 1% of
-// a core; this rank's own draws wake it (wake_server), as peers draw at the same time. During training requests come once per step, milliseconds apart: a long hot
-// window, or a ramp of many short sleeps, only takes CPU from the step (every wake-up costs
-// ~5-25 us of CPU, the most in a VM, on top of the yield loop), which matters on a box with
-// fewer cores than threads.
+// a core; this rank's own draws wake it (see idle_pause). During training requests come
+// once per step, milliseconds apart: a long hot window, or a ramp of many short sleeps,
+// only takes CPU from the step (every wake-up costs ~5-25 us of CPU, the most in a VM, on
+// top of the yield loop), which matters on a box with fewer cores than threads.
 constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
 constexpr std::chrono::microseconds kHotMaxSleep{100};
 constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot peer answers within this
@@ -44,10 +44,6 @@ constexpr std::chrono::microseconds kIdleSpin{50};
 constexpr std::chrono::microseconds kBurstGap{1000};
 constexpr std::chrono::microseconds kBurstMinSpin{200};
 constexpr std::chrono::microseconds kIdleMinSleep{100};
-// Data-parallel ranks draw in lockstep: when this rank starts a draw, its peers' requests
-// are due within the ranks' skew, so the server probes at once and restarts its ladder of
-// sleeps from the shortest. Staying hot instead was slower on 2 cores: the spin took more
-// CPU from the training step than the earlier answer saved (measured in a 2-rank loop).
 constexpr std::chrono::microseconds kIdleMaxSleep{4000};
 // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
 // eager limits are 16-64 KiB); below it a send completes without the receiver's help.
@@ -148,6 +144,10 @@ void MpiTransport::wake_server() {
   wake_cv_.notify_one();
 }
 
+// Data-parallel ranks draw in lockstep: when this rank starts a draw (wake_server), its
+// peers' requests are due within the ranks' skew, so the server probes at once and restarts
+// its ladder of sleeps from the shortest. Staying hot instead was slower on 2 cores: the
+// spin took more CPU from the training step than the earlier answer saved.
 void MpiTransport::idle_pause(Backoff& backoff) {
   const auto sleep = backoff.next_sleep();
   if (!sleep) {
