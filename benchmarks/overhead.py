@@ -6,7 +6,9 @@ Small ResNet on 3x32x32 inputs, b=56, r=7, c=14 (defaults). Three loops, same mo
   (a) plain: minibatches of b + r new samples, no rehearsal (the baseline);
   (b) reverie: RehearsalLoader, b new + r drawn, the draw for step i+1 overlapped with step i;
   (c) sync: the reference without overlap (request the draw, wait for it, then train).
-Prints step times (median over steps, max over ranks) and overhead = step(b) / step(a) - 1.
+Prints step times (median over steps, max over ranks) and overhead = step(b) / step(a) - 1,
+and the CPU each loop's threads used per step (Linux: /proc/self/task/*/schedstat), so CPU
+taken by background threads shows up even when the machine's noise hides it in step times.
 With --device cuda every loop copies its batches from host memory to the GPU and a step
 ends when the GPU has finished it (ranks on one GPU share it and reduce with gloo).
 """
@@ -14,6 +16,8 @@ ends when the GPU has finished it (ranks on one GPU share it and reduce with glo
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import statistics
 import time
 
@@ -58,6 +62,22 @@ def timed_loop(batches, model, opt, comm: MPI.Comm, device: torch.device) -> lis
     return times
 
 
+def thread_cpu_ns() -> collections.Counter:
+    """CPU nanoseconds used so far by each thread of this process, summed per thread name
+    (the main thread is "main"); empty where /proc has no schedstat."""
+    out: collections.Counter = collections.Counter()
+    task_dir = "/proc/self/task"
+    for tid in os.listdir(task_dir) if os.path.isdir(task_dir) else []:
+        try:
+            with open(f"{task_dir}/{tid}/comm") as f:
+                name = "main" if int(tid) == os.getpid() else f.read().strip()
+            with open(f"{task_dir}/{tid}/schedstat") as f:
+                out[name] += int(f.read().split()[0])
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def plain(data_br):
     for x, y in data_br:
         yield x, y, torch.ones(x.shape[0])
@@ -80,6 +100,17 @@ def make_buffer(comm: MPI.Comm, args) -> DistributedRehearsalBuffer:
         seed=0,
         engine=args.engine,
     )
+
+
+def print_thread_cpu(cpu: dict[str, dict[str, float]]) -> None:
+    """CPU ms per step of each thread (mean over ranks, last round), threads over 0.05 ms."""
+    if not any(cpu.values()):
+        return
+    print("CPU per step, ms (mean over ranks, last round):")
+    for loop, threads in cpu.items():
+        busy = {t: ms for t, ms in threads.items() if ms >= 0.05}
+        parts = ", ".join(f"{t} {ms:.2f}" for t, ms in sorted(busy.items(), key=lambda kv: -kv[1]))
+        print(f"  {loop:<8} total {sum(threads.values()):7.2f}: {parts}")
 
 
 def main() -> None:
@@ -113,9 +144,18 @@ def main() -> None:
     data = stream(comm.rank, n, args.b)
     data_br = stream(comm.rank + 1000, n, args.b + args.r)
 
-    def measure(batches) -> float:
-        times = timed_loop(batches, model, opt, comm, device)[args.warmup :]
-        return comm.allreduce(statistics.median(times), op=MPI.MAX)
+    cpu: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, batches) -> float:
+        before = thread_cpu_ns()
+        times = timed_loop(batches, model, opt, comm, device)
+        used = thread_cpu_ns()
+        used.subtract(before)
+        total: collections.Counter = collections.Counter()
+        for per_rank in comm.allgather(dict(used)):  # thread names may differ between ranks
+            total.update(per_rank)
+        cpu[name] = {t: ns / comm.size / n / 1e6 for t, ns in total.items()}
+        return comm.allreduce(statistics.median(times[args.warmup :]), op=MPI.MAX)
 
     # Rounds alternate the loops so drift in machine load hits all of them alike.
     results: dict[str, float] = {"plain": float("inf"), "reverie": float("inf"), "sync": float("inf")}
@@ -128,7 +168,7 @@ def main() -> None:
             names = list(loops)
             names = names[round_ % 3 :] + names[: round_ % 3]  # each loop goes first in turn
             for name in names:
-                t = measure(loops[name])
+                t = measure(name, loops[name])
                 results[name] = min(results.get(name, t), t)
             stats = loader.stats()
             exposed = comm.allreduce(stats["overhead"]["p50"], op=MPI.MAX)
@@ -147,6 +187,7 @@ def main() -> None:
         parts = ", ".join(f"{s} {t * 1e3:.3f}" for s, t in stages.items())
         print(f"loop time inside RehearsalLoader per step (p50): {exposed * 1e3:.3f} ms ({parts})")
         print(f"sync reference overhead (sync / plain - 1): {results['sync'] / base - 1:+.2%}")
+        print_thread_cpu(cpu)
     group.close()
 
 

@@ -20,18 +20,23 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 
 // Waiting policy (see common/backoff.h). Every poller yields for a short window, then
 // sleeps with pauses doubling (timer slack 1 us, so short sleeps end on time). Only a
-// large message stays hot: MPI moves it in chunks that need progress calls on both sides
-// (rendezvous), so the requester polls without sleeping while it waits for such a payload,
-// and the owner while it sends one. Small replies are single eager messages: polling them
-// hot buys microseconds of latency with CPU that the training step needs (a draw is
-// prefetched while a step computes, so its latency is hidden anyway).
+// large payload that is known to be moving stays hot: the requester, once the owner's
+// header arrived, polls without sleeping (each rendezvous chunk or single-copy read needs
+// its progress calls); the owner stays hot only while its sends keep completing. Before
+// that, nobody spins long: an owner or requester that is descheduled on a busy box answers
+// late however hard the other side polls, and a requester that spun up to 50 ms for a late
+// owner took ~12 ms of CPU per 250 ms training step from the step itself (4 ranks on 2
+// cores). Small replies are single eager messages: polling them hot buys microseconds of
+// latency with CPU that the training step needs (a draw is prefetched while a step
+// computes, so its latency is hidden anyway).
 //
 // Server: hot for a short window after each request (back-to-back draws see no wake-up
-// delay), then sleeps up to 4 ms between probes, so an idle server costs well under 1% of
-// a core; this rank's own draws wake it (see idle_pause). During training requests come
-// once per step, milliseconds apart: a long hot window, or a ramp of many short sleeps,
-// only takes CPU from the step (every wake-up costs ~5-25 us of CPU, the most in a VM, on
-// top of the yield loop), which matters on a box with fewer cores than threads.
+// delay), then sleeps up to 12 ms between probes, so an idle server costs ~0.2% of a core;
+// this rank's own draws wake it (see idle_pause), so peers drawing in lockstep find it
+// awake. During training requests come once per step, milliseconds apart: a long hot
+// window, or a ramp of many short sleeps, only takes CPU from the step (every wake-up
+// costs ~5-25 us of CPU, the most in a VM, on top of the yield loop), which matters on a
+// box with fewer cores than threads.
 constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
 constexpr std::chrono::microseconds kHotMaxSleep{100};
 constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot peer answers within this
@@ -44,7 +49,7 @@ constexpr std::chrono::microseconds kIdleSpin{50};
 constexpr std::chrono::microseconds kBurstGap{1000};
 constexpr std::chrono::microseconds kBurstMinSpin{200};
 constexpr std::chrono::microseconds kIdleMinSleep{100};
-constexpr std::chrono::microseconds kIdleMaxSleep{4000};
+constexpr std::chrono::microseconds kIdleMaxSleep{12000};
 // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
 // eager limits are 16-64 KiB); below it a send completes without the receiver's help.
 constexpr size_t kHotBytes = 16 * 1024;
@@ -74,6 +79,10 @@ void withdraw(MPI_Request* reqs, size_t n) {
     MPI_Cancel(&reqs[i]);
     MPI_Request_free(&reqs[i]);
   }
+}
+
+size_t open_requests(const MPI_Request* reqs, size_t n) {
+  return static_cast<size_t>(std::count_if(reqs, reqs + n, [](MPI_Request r) { return r != MPI_REQUEST_NULL; }));
 }
 
 // Tests every request of [reqs, reqs + n): 1 when all completed, 0 when some are open,
@@ -192,11 +201,11 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
   if (local_work) local_work();
 
   tighten_timer_slack_once();
-  // A large payload keeps the requester hot from the start: the owner answers it at once
-  // when awake, and each chunk needs this side's progress calls.
+  // Short polling until an owner answers; hot from the moment a large payload is on its
+  // way (each chunk needs this side's progress calls). Hot from the start instead, a
+  // requester whose owner was descheduled spun for milliseconds of the training step's CPU.
+  Backoff backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   bool hot = false;
-  for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
-  Backoff backoff = hot ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   size_t open = n;
   while (open > 0 && Clock::now() < deadline) {
     bool progressed = false;
@@ -204,6 +213,10 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
       if (stages_[i] == Stage::kFinished) continue;
       progressed = poll_request(i, requests[i], dest, replies[i]) || progressed;
       if (stages_[i] == Stage::kFinished) --open;
+      if (!hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > kHotBytes) {
+        hot = true;
+        backoff = Backoff(kHotMaxSleep, kHotSpin);
+      }
     }
     if (progressed) backoff.reset();
     if (open > 0) backoff.pause();
@@ -398,13 +411,20 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
     packed += rb * rows;
   }
 
+  // The requester's progress moves the payload (single-copy reads or rendezvous), so this
+  // side stays hot only while sends keep completing; when the requester is slow to poll
+  // (descheduled on a busy box), spinning here would only take CPU from the training step.
   const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > kHotBytes;
-  Backoff backoff = large ? Backoff(kHotMaxSleep, kHotSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
+  Backoff backoff = large ? Backoff(kHotMaxSleep, kShortSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   const auto deadline = Clock::now() + options_.send_timeout;
   int done = 0;
+  size_t open = server_sends_.size();
   while (true) {
     done = test_all(server_sends_.data(), server_sends_.size());
     if (done != 0 || Clock::now() >= deadline) break;
+    const size_t still_open = open_requests(server_sends_.data(), server_sends_.size());
+    if (still_open < open) backoff.reset();
+    open = still_open;
     backoff.pause();
   }
   if (done > 0) return;
