@@ -39,6 +39,7 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // box with fewer cores than threads.
 constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
 constexpr std::chrono::microseconds kHotMaxSleep{100};
+constexpr std::chrono::microseconds kActiveSpin{1000};  // the requester is reading: the next row follows
 constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot peer answers within this
 constexpr std::chrono::microseconds kShortMinSleep{100};
 constexpr std::chrono::microseconds kShortMaxSleep{400};
@@ -197,6 +198,7 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
                                     Clock::time_point deadline, std::vector<PeerReply>& replies,
                                     const std::function<void()>& local_work) {
   if (closed_) throw std::runtime_error("mpi transport: fetch after close");
+  const bool back_to_back = Clock::now() - last_fetch_end_ < kBurstGap;
   wake_server();
   const size_t n = requests.size();
   prepare_fetch(requests, replies);
@@ -207,8 +209,14 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
   // Short polling until an owner answers; hot from the moment a large payload is on its
   // way (each chunk needs this side's progress calls). Hot from the start instead, a
   // requester whose owner was descheduled spun for milliseconds of the training step's CPU.
+  // Back-to-back draws (this one started within kBurstGap of the last one's end) find the
+  // owners awake and answering, so their large payloads are polled hot from the start.
   Backoff backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   bool hot = false;
+  if (back_to_back) {
+    for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
+    if (hot) backoff = Backoff(kHotMaxSleep, kHotSpin);
+  }
   size_t open = n;
   while (open > 0 && Clock::now() < deadline) {
     bool progressed = false;
@@ -231,6 +239,7 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
     if (sends_[i] != MPI_REQUEST_NULL) MPI_Request_free(&sends_[i]);
     replies[i].status = wire::Status::kTimeout;
   }
+  last_fetch_end_ = Clock::now();
 }
 
 void MpiTransport::prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies) {
@@ -415,20 +424,21 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
     packed += rb * rows;
   }
 
-  // The requester's progress moves the payload (single-copy reads or rendezvous), so this
-  // side stays hot only while sends keep completing; when the requester is slow to poll
-  // (descheduled on a busy box), spinning here would only take CPU from the training step.
+  // Each payload message needs both sides' progress calls (handshake, then the requester's
+  // single-copy read or rendezvous chunks). Until one completes the requester may be busy
+  // or descheduled, and spinning here would only take CPU from the training step; once
+  // one completed, the requester is polling, and this side stays hot for the rest.
   const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > kHotBytes;
   Backoff backoff = large ? Backoff(kHotMaxSleep, kShortSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   const auto deadline = Clock::now() + options_.send_timeout;
   int done = 0;
-  size_t open = server_sends_.size();
+  size_t payload_open = server_sends_.size() - 1;
   while (true) {
     done = test_all(server_sends_.data(), server_sends_.size());
     if (done != 0 || Clock::now() >= deadline) break;
-    const size_t still_open = open_requests(server_sends_.data(), server_sends_.size());
-    if (still_open < open) backoff.reset();
-    open = still_open;
+    const size_t still_open = open_requests(server_sends_.data() + 1, server_sends_.size() - 1);
+    if (still_open < payload_open) backoff.reset(kActiveSpin);
+    payload_open = still_open;
     backoff.pause();
   }
   if (done > 0) return;

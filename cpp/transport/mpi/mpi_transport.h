@@ -123,6 +123,7 @@ class MpiTransport final : public Transport {
   int rank_ = 0;
   int size_ = 1;
   uint64_t next_request_id_ = 1;
+  Clock::time_point last_fetch_end_{};
   bool closed_ = false;
 
   // Client side scratch, sized once (vectors indexed by request, or by peer for buffers).
