@@ -21,9 +21,10 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // Waiting policy (see common/backoff.h). Every poller yields for a short window, then
 // sleeps with pauses doubling (timer slack 1 us, so short sleeps end on time). Only a
 // large payload that is known to be moving stays hot: the requester, once the owner's
-// header arrived, polls without sleeping (each rendezvous chunk or single-copy read needs
-// its progress calls); the owner stays hot only while its sends keep completing. Before
-// that, nobody spins long: an owner or requester that is descheduled on a busy box answers
+// header arrived (from the start for back-to-back draws, whose owners are awake), polls
+// without sleeping (each rendezvous chunk or single-copy read needs its progress calls);
+// the owner stays hot once one of its payload messages completed. Before that, nobody
+// spins long: an owner or requester that is descheduled on a busy box answers
 // late however hard the other side polls, and a requester that spun up to 50 ms for a late
 // owner took ~12 ms of CPU per 250 ms training step from the step itself (4 ranks on 2
 // cores). Small replies are single eager messages: polling them hot buys microseconds of
