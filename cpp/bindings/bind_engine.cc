@@ -170,12 +170,12 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("world_size", &RehearsalEngine::world_size)
       .def(
           "add",
-          [](RehearsalEngine& e, const Ptrs& ptrs, size_t n) {
+          [](RehearsalEngine& e, const Ptrs& ptrs, size_t n, bool wake) {
             auto cols = columns_arg<ConstColumns>(e.buffer().layout(), ptrs, n);
             py::gil_scoped_release release;
-            e.add(cols);
+            e.add(cols, wake);
           },
-          py::arg("ptrs"), py::arg("n"))
+          py::arg("ptrs"), py::arg("n"), py::arg("wake") = true)
       .def(
           "flush",
           [](RehearsalEngine& e, double timeout) {

@@ -18,6 +18,9 @@ namespace {
 // in training the next request comes a whole step later, and a yield loop on a box with
 // fewer cores than threads takes that time from the step.
 constexpr std::chrono::microseconds kHotWait{20};
+// Requests closer together than this are back-to-back draws: only then does the worker
+// stay hot after a draw (in training the next request comes a step later).
+constexpr std::chrono::microseconds kBackToBack{1000};
 
 // Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
 // goes on to sleep on the condition variable if needed.
@@ -76,7 +79,7 @@ void RehearsalEngine::stop_worker() {
   if (worker_.joinable()) worker_.join();
 }
 
-void RehearsalEngine::add(const ConstColumns& rows) {
+void RehearsalEngine::add(const ConstColumns& rows, bool wake) {
   const SampleLayout& layout = buffer_->layout();
   const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout.label_column()]);
   if (auto error = buffer_->check_labels(labels, rows.rows); !error.empty()) throw std::invalid_argument(error);
@@ -98,7 +101,7 @@ void RehearsalEngine::add(const ConstColumns& rows) {
   auto publish = [&] {
     ++queue_count_;
     open = false;
-    cv_.notify_all();
+    if (wake || 2 * queue_count_ >= queue_.size()) cv_.notify_all();
   };
   // Selection and copies run under mu_: cheap (only c rows) and keeps the RNG sequence fixed.
   select_candidates(rows.rows, options_.candidates, select_rng_, [&](uint64_t i) {
@@ -119,6 +122,7 @@ void RehearsalEngine::add(const ConstColumns& rows) {
 
 bool RehearsalEngine::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
+  cv_.notify_all();  // inserts queued without waking the worker
   return cv_.wait_for(lock, timeout, [&] { return queue_count_ == 0 && !applying_; });
 }
 
@@ -132,6 +136,9 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
     throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
   draw = Draw{next_ticket_, r, true, false, 0};
+  const auto now = Clock::now();
+  requests_back_to_back_ = now - last_request_at_ < kBackToBack;
+  last_request_at_ = now;
   cv_.notify_all();
   return next_ticket_++;
 }
@@ -172,10 +179,10 @@ void RehearsalEngine::run() {
   std::unique_lock lock(mu_);
   const auto has_work = [&] { return stopping_ || queue_count_ > 0 || next_draw() != nullptr; };
   while (true) {
-    wait_hot(lock, has_work);
     cv_.wait(lock, has_work);
     if (Draw* todo = next_draw()) {
       execute_draw(lock, *todo);
+      if (requests_back_to_back_) wait_hot(lock, has_work);
       continue;
     }
     if (queue_count_ > 0) {
@@ -364,6 +371,7 @@ namespace reverie {
 
 EngineState RehearsalEngine::quiesce_and_snapshot() {
   std::unique_lock lock(mu_);
+  cv_.notify_all();  // inserts queued without waking the worker
   const bool quiet = cv_.wait_for(lock, options_.timeout, [&] {
     const auto busy = [](const Draw& d) { return d.pending && !d.finished; };
     return queue_count_ == 0 && !applying_ && !busy(draws_[0]) && !busy(draws_[1]);

@@ -60,8 +60,10 @@ class RehearsalEngine {
 
   // Validates labels (std::invalid_argument, nothing queued), then copies the chosen
   // candidates into the queue. Blocks only while the queue is full; throws TimeoutError
-  // after the timeout.
-  void add(const ConstColumns& rows);
+  // after the timeout. With wake=false the worker is not woken for it: the insert waits
+  // for the worker's next wake-up (a request(), flush(), or a half-full queue), which
+  // saves a thread hand-off when a draw is requested right after.
+  void add(const ConstColumns& rows, bool wake = true);
   // Waits until every queued add is applied; false on timeout.
   bool flush(std::chrono::milliseconds timeout);
 
@@ -131,6 +133,8 @@ class RehearsalEngine {
   std::vector<std::vector<int32_t>> ranks_;
   Draw draws_[2];
   uint64_t next_ticket_ = 0;
+  Clock::time_point last_request_at_{};
+  bool requests_back_to_back_ = false;  // the last two requests came within kBackToBack
   bool drawing_ = false;  // a draw is running, on the worker or on a waiting caller
 
   // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).

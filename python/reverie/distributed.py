@@ -185,12 +185,20 @@ class DistributedRehearsalBuffer:
         fields: Mapping[str, torch.Tensor] | torch.Tensor,
         labels: torch.Tensor,
         weights: torch.Tensor | None = None,
+        *,
+        wake: bool = True,
     ) -> None:
         """Offers a minibatch (``{name: [b, *shape]}``, labels int64 ``[b]``, weights float32
         ``[b]`` or None): the chosen candidates are copied and inserted in the background.
-        Returns at once unless the insert queue is full (then waits, up to the timeout)."""
+        Returns at once unless the insert queue is full (then waits, up to the timeout).
+
+        ``wake=False`` leaves the insert to the background thread's next wake-up (the next
+        ``get_remote_samples``, ``flush``, or a half-full queue): one thread hand-off less
+        per step when a draw is requested right after, as ``RehearsalLoader`` does."""
+        if not isinstance(wake, bool):
+            raise TypeError(f"wake: expected a bool, got {type(wake).__name__}")
         ptrs, n, _alive = self.schema.batch_pointers(fields, labels, weights)
-        self._engine_or_raise().add(ptrs, n)
+        self._engine_or_raise().add(ptrs, n, wake)
 
     def get_remote_samples(self, r: int) -> DrawHandle:
         """Starts a global draw of r samples (0 <= r <= max_representatives); never waits

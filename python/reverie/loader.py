@@ -121,7 +121,13 @@ class RehearsalLoader:
             for batch in self.loader:
                 t0 = time.perf_counter()
                 fields, labels, weights = _split(batch)
-                self.dbuf.add(_to_cpu(fields), labels.cpu(), None if weights is None else weights.cpu())
+                # The draw requested below wakes the worker for this insert too.
+                self.dbuf.add(
+                    _to_cpu(fields),
+                    labels.cpu(),
+                    None if weights is None else weights.cpu(),
+                    wake=self.representatives == 0,
+                )
                 t1 = time.perf_counter()
                 arrived = pending is None or pending.done()
                 self._event("resume", step, arrived)

@@ -158,6 +158,36 @@ TEST(RehearsalEngineTest, AddFlushRequestWaitRows) {
   EXPECT_TRUE(engine.close());
 }
 
+// Polls (yielding, bounded) until the buffer holds `n` samples; the worker applies
+// inserts on its own thread, and nothing in the engine's API waits for that except flush(),
+// which these tests must not call (it wakes the worker itself).
+bool size_reaches(const LocalBuffer& buffer, size_t n) {
+  const auto deadline = Clock::now() + milliseconds(5000);
+  while (buffer.size() < n && Clock::now() < deadline) std::this_thread::yield();
+  return buffer.size() == n;
+}
+
+TEST(RehearsalEngineTest, AddWithoutWakeIsAppliedAfterTheNextRequest) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());  // 4 queue blocks of 16 rows
+  Rows rows(10);
+  engine.add(rows.in(), /*wake=*/false);
+  const uint64_t ticket = engine.request(1);  // wakes the worker: the draw, then the insert
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_TRUE(size_reaches(*buffer, 10));
+  EXPECT_EQ(engine.stats().inserts, 1u);
+  EXPECT_TRUE(engine.close());
+}
+
+TEST(RehearsalEngineTest, AddWithoutWakeWakesTheWorkerAtAHalfFullQueue) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());  // 4 queue blocks of 16 rows
+  Rows rows(32);  // two blocks: the queue is half full
+  engine.add(rows.in(), /*wake=*/false);
+  EXPECT_TRUE(size_reaches(*buffer, 32));
+  EXPECT_TRUE(engine.close());
+}
+
 TEST(RehearsalEngineTest, DrawsFewerWhenFewerStored) {
   RehearsalEngine engine(make_buffer(), nullptr, options());
   uint64_t ticket = engine.request(5);

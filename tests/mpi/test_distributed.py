@@ -95,6 +95,19 @@ def test_bad_requests_get_error_replies_and_the_server_survives(job):
         assert after["excluded"] == [] and after["failed_requests"] == 0
 
 
+def test_add_without_wake_is_applied_by_flush_and_rejects_a_non_bool():
+    fields = {"x": ((2,), torch.float32)}
+    with DistributedRehearsalBuffer(100, fields, candidates=None, seed=1, comm=None) as dbuf:
+        x, y = torch.ones(10, 2), torch.arange(10) % 3
+        with pytest.raises(TypeError, match="wake"):
+            dbuf.add(x, y, wake=1)
+        for _ in range(3):
+            dbuf.add(x, y, wake=False)
+        dbuf.flush()
+        assert len(dbuf) == 30
+        assert dbuf.engine_stats()["inserts"] == 3
+
+
 @pytest.mark.parametrize("engine", ["auto", "mpi"])
 def test_single_process_uses_the_local_engine(engine):
     fields = {"x": ((3, 4, 4), torch.float32), "tag": ((2,), torch.int64)}
