@@ -354,16 +354,15 @@ void MpiTransport::serve_loop() {
     }
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
-    serve_one(message, status.MPI_SOURCE, bytes);
-    const auto now = Clock::now();
     auto& last = last_request[status.MPI_SOURCE];
-    const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(now - last);
+    const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last);
+    serve_one(message, status.MPI_SOURCE, bytes, gap < kBurstGap);
+    last = Clock::now();
     backoff.reset(gap < kBurstGap ? std::clamp(4 * gap, kBurstMinSpin, kBurstGap) : kIdleSpin);
-    last = now;
   }
 }
 
-void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
+void MpiTransport::serve_one(MPI_Message message, int source, int bytes, bool burst) {
   std::vector<std::byte> oversized;
   std::byte* data = server_request_.data();
   if (static_cast<size_t>(bytes) > server_request_.size()) {
@@ -382,14 +381,14 @@ void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
         MPI_Request_free(&send);
       return;
     }
-    if (stop_.load()) return send_reply(source, req, wire::Status::kClosing, size, nullptr);
-    send_reply(source, req, req.status, size, req.status == wire::Status::kOk ? &arena : nullptr);
+    if (stop_.load()) return send_reply(source, req, wire::Status::kClosing, size, nullptr, burst);
+    send_reply(source, req, req.status, size, req.status == wire::Status::kOk ? &arena : nullptr, burst);
   });
   served_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
-                              const Columns* slots_from) {
+                              const Columns* slots_from, bool burst) {
   const SampleLayout& layout = buffer_->layout();
   const uint32_t rows = slots_from != nullptr ? req.count : 0;
   const wire::Reply reply = wire::make_reply(status, req.request_id, owner_size, rows);
@@ -428,9 +427,11 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   // Each payload message needs both sides' progress calls (handshake, then the requester's
   // single-copy read or rendezvous chunks). Until one completes the requester may be busy
   // or descheduled, and spinning here would only take CPU from the training step; once
-  // one completed, the requester is polling, and this side stays hot for the rest.
+  // one completed, the requester is polling, and this side stays hot for the rest. A
+  // requester drawing back to back polls hot from the start, so this side does too.
   const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > kHotBytes;
-  Backoff backoff = large ? Backoff(kHotMaxSleep, kShortSpin) : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
+  Backoff backoff = large ? Backoff(kHotMaxSleep, burst ? kHotSpin : kShortSpin)
+                          : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   const auto deadline = Clock::now() + options_.send_timeout;
   int done = 0;
   size_t payload_open = server_sends_.size() - 1;

@@ -82,9 +82,11 @@ class MpiTransport final : public Transport {
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
 
   void serve_loop();
-  void serve_one(MPI_Message message, int source, int bytes);
+  // `burst`: the requester's previous request came less than kBurstGap ago (it is drawing
+  // back to back, so it polls hot and the reply's sends may too).
+  void serve_one(MPI_Message message, int source, int bytes, bool burst);
   void send_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
-                  const Columns* slots_from);
+                  const Columns* slots_from, bool burst);
   // Header message size for `count` rows: the reply, then labels and weights.
   size_t reply_message_bytes(uint32_t count) const {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
