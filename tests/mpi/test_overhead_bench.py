@@ -15,3 +15,7 @@ def test_overhead_benchmark_runs_and_prints_the_ratio():
         assert any(line.startswith(loop) for line in out.splitlines()), out
     assert "exposed overhead (reverie / plain - 1):" in out
     assert "(add " in out and "wait " in out and "concat " in out
+    # Per-thread CPU (Linux /proc): the Reverie loop's rows name the engine's threads.
+    cpu = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "total" in line}
+    assert set(cpu) == {"plain", "reverie", "sync"}, out
+    assert "main " in cpu["plain"] and "reverie-worker" in cpu["reverie"], out
