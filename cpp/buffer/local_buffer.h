@@ -39,6 +39,8 @@ class LocalBuffer {
   // Throws std::invalid_argument (changing nothing) when a label is not accepted.
   // Returns how many were stored.
   size_t add(const ConstColumns& rows);
+  // As add(), unless the writer lock is taken (peers being served): then nullopt, nothing done.
+  std::optional<size_t> try_add(const ConstColumns& rows);
 
   // Copies min(r, size()) distinct slots, uniform without replacement, to rows [0, k) of
   // `out`. Returns k.
@@ -66,6 +68,8 @@ class LocalBuffer {
   void restore(const State& state, const ConstColumns& rows);
 
  private:
+  std::optional<size_t> add_locked(const ConstColumns& rows, std::unique_lock<std::shared_mutex>& lock, bool try_only);
+
   SlotArena arena_;
   ReservoirPolicy policy_;
   uint32_t candidates_;
@@ -73,6 +77,7 @@ class LocalBuffer {
   Rng sample_rng_;
   std::vector<uint64_t> sample_scratch_;
   std::vector<uint8_t> sample_marks_;
+
   mutable std::shared_mutex mu_;
   mutable std::mutex sample_mu_;  // guards sample_rng_ and the scratch under a shared mu_
 };

@@ -21,6 +21,10 @@ constexpr std::chrono::microseconds kHotWait{20};
 // Requests closer together than this are back-to-back draws: only then does the worker
 // stay hot after a draw (in training the next request comes a step later).
 constexpr std::chrono::microseconds kBackToBack{1000};
+// A caller waiting for a parked draw polls it hot this long, then sleeps between polls
+// (up to kParkedMaxSleep, so the step it holds up loses little once the replies are in).
+constexpr std::chrono::microseconds kParkedSpin{200};
+constexpr std::chrono::microseconds kParkedMaxSleep{50};
 
 // Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
 // goes on to sleep on the condition variable if needed.
@@ -76,12 +80,14 @@ void RehearsalEngine::stop_worker() {
     stopping_ = true;
   }
   cv_.notify_all();
+  worker_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
 }
 
 void RehearsalEngine::add(const ConstColumns& rows, bool wake) {
   const SampleLayout& layout = buffer_->layout();
   const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout.label_column()]);
+  serve_peers();
   if (auto error = buffer_->check_labels(labels, rows.rows); !error.empty()) throw std::invalid_argument(error);
 
   std::unique_lock lock(mu_);
@@ -101,7 +107,7 @@ void RehearsalEngine::add(const ConstColumns& rows, bool wake) {
   auto publish = [&] {
     ++queue_count_;
     open = false;
-    if (wake || 2 * queue_count_ >= queue_.size()) cv_.notify_all();
+    if (wake || 2 * queue_count_ >= queue_.size()) worker_cv_.notify_one();
   };
   // Selection and copies run under mu_: cheap (only c rows) and keeps the RNG sequence fixed.
   select_candidates(rows.rows, options_.candidates, select_rng_, [&](uint64_t i) {
@@ -122,7 +128,7 @@ void RehearsalEngine::add(const ConstColumns& rows, bool wake) {
 
 bool RehearsalEngine::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  cv_.notify_all();  // inserts queued without waking the worker
+  worker_cv_.notify_one();  // inserts queued without waking the worker
   return cv_.wait_for(lock, timeout, [&] { return queue_count_ == 0 && !applying_; });
 }
 
@@ -130,27 +136,43 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   if (r > options_.max_representatives)
     throw std::invalid_argument("r: expected at most max_representatives=" +
                                 std::to_string(options_.max_representatives) + ", got " + std::to_string(r));
+  serve_peers();
   std::unique_lock lock(mu_);
   if (stopping_) throw std::runtime_error("get_remote_samples: the buffer is closed");
   Draw& draw = draws_[next_ticket_ % 2];
+  if (parked_draw() != nullptr) {
+    drive_parked_ = true;  // the new draw waits for it
+    worker_cv_.notify_one();
+  }
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
     throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
-  draw = Draw{next_ticket_, r, true, false, 0};
+  draw = Draw{next_ticket_, r, true, false, false, 0};
   const auto now = Clock::now();
   requests_back_to_back_ = now - last_request_at_ < kBackToBack;
   last_request_at_ = now;
-  cv_.notify_all();
-  return next_ticket_++;
+  const uint64_t ticket = next_ticket_++;
+  const size_t inline_bytes = transport_ ? transport_->splittable_fetch_bytes() : kLocalInlineBytes;
+  if (r * buffer_->layout().sample_bytes() <= inline_bytes && next_draw() == &draw) {
+    start_inline(lock, draw);
+    apply_inline(lock);  // as the worker would: the draw first, then the inserts
+  } else {
+    if (parked_draw() != nullptr) drive_parked_ = true;
+    worker_cv_.notify_one();
+  }
+  return ticket;
 }
 
-bool RehearsalEngine::done(uint64_t ticket) const {
-  std::lock_guard lock(mu_);
-  const Draw& draw = draws_[ticket % 2];
+bool RehearsalEngine::done(uint64_t ticket) {
+  serve_peers();
+  std::unique_lock lock(mu_);
+  Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
-  return draw.finished;
+  if (parked_draw() == &draw) drive_parked(lock, draw, Clock::now(), true);
+  return draw.ticket == ticket && draw.finished;
 }
 
 bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
+  serve_peers();
   std::unique_lock lock(mu_);
   Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
@@ -161,9 +183,21 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
     execute_draw(lock, draw);
     return true;
   }
+  const auto until = Clock::now() + timeout;
   const auto ready = [&] { return draw.ticket != ticket || draw.finished; };
-  wait_hot(lock, ready);
-  return cv_.wait_for(lock, timeout, ready) && draw.ticket == ticket;
+  // A parked draw nobody moves on is this caller's to finish (it may become parked while
+  // this caller sleeps: whoever moved it on last gave up before it completed).
+  const auto idle = [&] { return parked_draw() == &draw; };
+  wait_hot(lock, [&] { return ready() || idle(); });
+  while (!ready()) {
+    if (idle()) {
+      drive_parked(lock, draw, until, false);
+    } else if (!cv_.wait_until(lock, until, [&] { return ready() || idle(); })) {
+      break;
+    }
+    if (Clock::now() >= until) break;
+  }
+  return ready() && draw.ticket == ticket;
 }
 
 size_t RehearsalEngine::rows(uint64_t ticket) const {
@@ -177,73 +211,185 @@ void RehearsalEngine::run() {
   name_this_thread("reverie-worker");
   Backoff::lower_priority();
   std::unique_lock lock(mu_);
-  const auto has_work = [&] { return stopping_ || queue_count_ > 0 || next_draw() != nullptr; };
+  const auto parked_to_finish = [&] { return (drive_parked_ || stopping_) ? parked_draw() : nullptr; };
+  // Inserts being applied by a caller of request() (applying_) are not the worker's.
+  const auto has_insert = [&] { return queue_count_ > 0 && !applying_; };
+  const auto has_work = [&] {
+    return stopping_ || has_insert() || next_draw() != nullptr || parked_to_finish() != nullptr;
+  };
   while (true) {
-    cv_.wait(lock, has_work);
+    worker_cv_.wait(lock, has_work);
     if (Draw* todo = next_draw()) {
       execute_draw(lock, *todo);
       if (requests_back_to_back_) wait_hot(lock, has_work);
       continue;
     }
-    if (queue_count_ > 0) {
+    if (Draw* parked = parked_to_finish()) {
+      drive_parked(lock, *parked, Clock::time_point::max(), false);
+      continue;
+    }
+    if (has_insert()) {
       const size_t block = queue_head_;
       applying_ = true;
       lock.unlock();
-      apply_insert(block);
+      apply_insert(block, false);
       lock.lock();
       applying_ = false;
-      queue_head_ = (queue_head_ + 1) % queue_.size();
-      --queue_count_;
-      cv_.notify_all();
+      pop_insert();
       continue;
     }
-    if (stopping_) return;
+    if (stopping_ && !applying_) return;
+    if (applying_) {  // stopping: the caller applying an insert is about done
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+    }
   }
 }
 
 RehearsalEngine::Draw* RehearsalEngine::next_draw() {
   if (drawing_) return nullptr;
   Draw* todo = nullptr;
-  for (Draw& d : draws_)
-    if (d.pending && !d.finished && (todo == nullptr || d.ticket < todo->ticket)) todo = &d;
+  for (Draw& d : draws_) {
+    if (!d.pending || d.finished) continue;
+    if (d.started) return nullptr;  // one at a time
+    if (todo == nullptr || d.ticket < todo->ticket) todo = &d;
+  }
   return todo;
+}
+
+RehearsalEngine::Draw* RehearsalEngine::parked_draw() {
+  if (drawing_) return nullptr;
+  for (Draw& d : draws_)
+    if (d.pending && d.started && !d.finished) return &d;
+  return nullptr;
+}
+
+void RehearsalEngine::finish(Draw& slot, size_t rows) {
+  slot.rows = rows;
+  slot.finished = true;
+  drawing_ = false;
+  drive_parked_ = false;
+  cv_.notify_all();
+  if (next_draw() != nullptr) worker_cv_.notify_one();
 }
 
 void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot) {
   drawing_ = true;
-  Draw draw = slot;
-  // Marks the draw finished (its rows: none, if it threw) and wakes the waiters either way.
-  struct Finish {
-    std::unique_lock<std::mutex>& lock;
-    RehearsalEngine& engine;
-    Draw& slot;
-    const Draw& draw;
-    ~Finish() {
-      lock.lock();
-      slot.rows = draw.rows;
-      slot.finished = true;
-      engine.drawing_ = false;
-      engine.cv_.notify_all();
-    }
-  } finish{lock, *this, slot, draw};
+  slot.started = true;
+  const Draw draw = slot;
   lock.unlock();
-  run_draw(draw);
+  size_t rows = 0;
+  try {
+    begin_draw(draw, false);
+    rows = end_draw(draw);
+  } catch (...) {
+    lock.lock();
+    finish(slot, 0);
+    throw;
+  }
+  lock.lock();
+  finish(slot, rows);
 }
 
-void RehearsalEngine::apply_insert(size_t block) {
+void RehearsalEngine::start_inline(std::unique_lock<std::mutex>& lock, Draw& slot) {
+  drawing_ = true;
+  slot.started = true;
+  const Draw draw = slot;
+  lock.unlock();
+  bool complete = false;
+  size_t rows = 0;
+  try {
+    complete = begin_draw(draw, true);
+    if (complete) rows = end_draw(draw);
+  } catch (...) {
+    lock.lock();
+    finish(slot, 0);
+    throw;
+  }
+  lock.lock();
+  if (complete) return finish(slot, rows);
+  drawing_ = false;
+  cv_.notify_all();
+}
+
+bool RehearsalEngine::drive_parked(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until,
+                                   bool once) {
+  drawing_ = true;
+  const Draw draw = slot;
+  lock.unlock();
+  bool complete = false;
+  size_t rows = 0;
+  try {
+    Backoff backoff(kParkedMaxSleep, kParkedSpin);
+    while (!(complete = transport_->poll_fetch()) && !once && Clock::now() < until) {
+      transport_->serve_waiting();
+      backoff.pause();
+    }
+    if (complete) rows = end_draw(draw);
+  } catch (...) {
+    lock.lock();
+    finish(slot, 0);
+    throw;
+  }
+  lock.lock();
+  if (complete) {
+    finish(slot, rows);
+  } else {
+    drawing_ = false;
+    cv_.notify_all();  // a waiter sleeping on it takes over
+    if (drive_parked_) worker_cv_.notify_one();
+  }
+  return complete;
+}
+
+bool RehearsalEngine::apply_insert(size_t block, bool try_only) {
   const auto start = Clock::now();
   ConstColumns rows = as_const(queue_[block].columns());
   rows.rows = queue_fill_[block];
-  buffer_->add(rows);
+  if (try_only) {
+    if (!buffer_->try_add(rows)) return false;
+  } else {
+    buffer_->add(rows);
+  }
   const uint64_t ns = elapsed_ns(start);
   std::lock_guard lock(mu_);
   stats_.insert_ns += ns;
   stats_.inserts += 1;
   stats_.rows_offered += rows.rows;
+  return true;
 }
 
-void RehearsalEngine::run_draw(Draw& draw) {
-  const auto start = Clock::now();
+void RehearsalEngine::pop_insert() {
+  queue_head_ = (queue_head_ + 1) % queue_.size();
+  --queue_count_;
+  cv_.notify_all();
+}
+
+void RehearsalEngine::apply_inline(std::unique_lock<std::mutex>& lock) {
+  const size_t sample_bytes = buffer_->layout().sample_bytes();
+  while (queue_count_ > 0 && !applying_ && queue_fill_[queue_head_] * sample_bytes <= kLocalInlineBytes) {
+    const size_t block = queue_head_;
+    applying_ = true;
+    lock.unlock();
+    bool applied = false;
+    try {
+      applied = apply_insert(block, true);
+    } catch (...) {
+      lock.lock();
+      applying_ = false;
+      throw;
+    }
+    lock.lock();
+    applying_ = false;
+    if (!applied) break;  // the worker waits for the lock instead
+    pop_insert();
+  }
+  if (queue_count_ > 0 && !applying_) worker_cv_.notify_one();
+}
+
+bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
+  draw_started_ = Clock::now();
   const size_t slot = draw.ticket % 2;
   const int world = world_size();
   {
@@ -270,10 +416,17 @@ void RehearsalEngine::run_draw(Draw& draw) {
   replies_.clear();
   if (requests_.empty()) {
     gather_local();
-  } else {
-    // The local rows are copied while the peers' rows travel.
-    transport_->fetch_overlapped(requests_, dest, Clock::now() + options_.timeout, replies_, gather_local);
+    return true;
   }
+  // The local rows are copied while the peers' rows travel.
+  const auto deadline = Clock::now() + options_.timeout;
+  if (split) return transport_->start_fetch(requests_, dest, deadline, replies_, gather_local);
+  transport_->fetch_overlapped(requests_, dest, deadline, replies_, gather_local);
+  return true;
+}
+
+size_t RehearsalEngine::end_draw(const Draw& draw) {
+  const size_t slot = draw.ticket % 2;
   std::vector<bool>& keep = keep_;
 
   uint64_t failed = 0;
@@ -297,14 +450,15 @@ void RehearsalEngine::run_draw(Draw& draw) {
       }
     }
   }
-  draw.rows = compact(slot, keep);
+  const size_t rows = compact(slot, keep);
   std::lock_guard lock(mu_);
   stats_.draws += 1;
-  stats_.rows_drawn += draw.rows;
+  stats_.rows_drawn += rows;
   stats_.rows_remote += remote_rows;
   stats_.bytes_remote += remote_rows * buffer_->layout().sample_bytes();
   stats_.failed_requests += failed;
-  stats_.fetch_ns += elapsed_ns(start);
+  stats_.fetch_ns += elapsed_ns(draw_started_);
+  return rows;
 }
 
 size_t RehearsalEngine::compact(size_t slot, const std::vector<bool>& keep_rank) {
@@ -371,7 +525,8 @@ namespace reverie {
 
 EngineState RehearsalEngine::quiesce_and_snapshot() {
   std::unique_lock lock(mu_);
-  cv_.notify_all();  // inserts queued without waking the worker
+  drive_parked_ = parked_draw() != nullptr;
+  worker_cv_.notify_one();  // inserts queued without waking the worker
   const bool quiet = cv_.wait_for(lock, options_.timeout, [&] {
     const auto busy = [](const Draw& d) { return d.pending && !d.finished; };
     return queue_count_ == 0 && !applying_ && !busy(draws_[0]) && !busy(draws_[1]);

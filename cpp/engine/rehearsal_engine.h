@@ -4,6 +4,14 @@
 // blocks. One worker thread applies inserts and runs draws (draws first: they are on the
 // training loop's critical path); a caller waiting for a draw the worker has not started
 // runs it itself. Draws run one at a time. Every blocking call has a deadline.
+//
+// A small draw (replies that travel without polling, see Transport::splittable_fetch_bytes)
+// starts on the caller of request(): its requests go out and its local rows are copied
+// there and then (a few us, no waiting), and the draw is left "parked" while the replies
+// travel. done() and wait() finish it on their caller; the worker only finishes parked
+// draws that somebody else waits for (close, checkpoint, the next draw). In training this
+// saves the worker's wake-up and its polling every step: on a box with fewer cores than
+// threads, CPU taken from the training step itself.
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -71,7 +79,8 @@ class RehearsalEngine {
   // a draw's rows stay valid until the ticket after next. Waits for that block's
   // previous draw to finish first (bounded by the timeout).
   uint64_t request(uint32_t r);
-  bool done(uint64_t ticket) const;
+  // Never blocks; moves a parked draw on (answering peers' waiting requests too).
+  bool done(uint64_t ticket);
   // Waits for the draw; returns false on timeout. Throws for an unknown or stale ticket.
   // When the worker has not started the draw yet, no insert is queued and `timeout` covers
   // the engine's, the calling thread runs the draw itself: no hand-off to the worker and back.
@@ -101,19 +110,48 @@ class RehearsalEngine {
     uint64_t ticket = 0;
     uint32_t r = 0;
     bool pending = false;
+    bool started = false;   // its requests are out
     bool finished = false;
     size_t rows = 0;
   };
+  // Without a transport (one process), draws of at most this many bytes start on the
+  // caller of request(); larger ones are copied by the worker. Queued inserts of at most
+  // this many bytes are applied by a caller of request() that started its draw.
+  static constexpr size_t kLocalInlineBytes = 16 * 1024;
 
   void run();
-  // The draw to run next (lowest ticket first, one at a time), or nullptr. mu_ held.
+  // The draw to start next (lowest ticket first, one at a time), or nullptr. mu_ held.
   Draw* next_draw();
+  // The draw that is started but not finished and that nobody is moving on, or nullptr.
+  Draw* parked_draw();
   // Runs `slot` on the calling thread (mu_ held by `lock`, released meanwhile).
   void execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
-  void run_draw(Draw& draw);
-  void apply_insert(size_t block);
+  // Starts `slot` on the caller of request() and leaves it parked unless it completes at once.
+  void start_inline(std::unique_lock<std::mutex>& lock, Draw& slot);
+  // Moves the parked `slot` on until it completes or `until` passes (polling at most
+  // once when `once`); true when it completed.
+  bool drive_parked(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until, bool once);
+  // Plans the draw, sends its requests and copies its local rows; with `split`, returns
+  // before the replies are in (false: poll the transport until it completes).
+  bool begin_draw(const Draw& draw, bool split);
+  // Reads the replies of a completed fetch, compacts the rows and counts the draw.
+  size_t end_draw(const Draw& draw);
+  // Marks `slot` finished with `rows` and wakes every waiter (mu_ held).
+  void finish(Draw& slot, size_t rows);
+  // Applies queued block `block` to the buffer; with `try_only`, only if the buffer's writer
+  // lock is free at once (else false, nothing done).
+  bool apply_insert(size_t block, bool try_only);
+  // Removes the applied head block from the queue (mu_ held).
+  void pop_insert();
+  // Applies small queued inserts on the calling thread, as long as the buffer's writer lock
+  // is free (never waits for it); the worker applies the rest. mu_ held by `lock`.
+  void apply_inline(std::unique_lock<std::mutex>& lock);
   size_t compact(size_t slot, const std::vector<bool>& keep_rank);
   void stop_worker();
+  // Answers peers' waiting requests from the calling thread (see Transport::serve_waiting).
+  void serve_peers() {
+    if (transport_) transport_->serve_waiting();
+  }
 
   std::shared_ptr<LocalBuffer> buffer_;
   std::shared_ptr<Transport> transport_;
@@ -135,7 +173,9 @@ class RehearsalEngine {
   uint64_t next_ticket_ = 0;
   Clock::time_point last_request_at_{};
   bool requests_back_to_back_ = false;  // the last two requests came within kBackToBack
-  bool drawing_ = false;  // a draw is running, on the worker or on a waiting caller
+  bool drawing_ = false;  // a thread is starting or moving on a draw (owns the transport's fetch)
+  bool drive_parked_ = false;  // somebody waits for the parked draw: the worker finishes it
+  Clock::time_point draw_started_{};
 
   // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).
   Rng draw_rng_;
@@ -151,7 +191,8 @@ class RehearsalEngine {
   bool stopping_ = false;
   bool closed_ = false;
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
+  mutable std::condition_variable cv_;         // callers waiting for draws, queue room, quiet
+  mutable std::condition_variable worker_cv_;  // the worker waiting for work
   std::thread worker_;
 };
 

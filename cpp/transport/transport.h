@@ -51,6 +51,29 @@ class Transport {
     fetch(requests, dest, deadline, replies);
   }
 
+  // Split form of fetch_overlapped(), for callers that must not wait on the network: sends
+  // every request and runs `local_work`, then returns true if every reply is already in.
+  // Otherwise the fetch stays open: poll_fetch() moves it on without blocking and returns
+  // true once it is complete (replies in, or failed at `deadline`). Only for fetches of
+  // at most splittable_fetch_bytes(). One thread at a time
+  // may start or poll; requests, dest and replies must stay valid until it completes.
+  // Fetches of at most this many row bytes may be split: their replies travel without
+  // this side's help (small, eager messages), so an open fetch needs no polling to move.
+  virtual size_t splittable_fetch_bytes() const { return 0; }
+  virtual bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
+                           std::vector<PeerReply>& replies, const std::function<void()>& local_work) {
+    fetch_overlapped(requests, dest, deadline, replies, local_work);
+    return true;
+  }
+  virtual bool poll_fetch() { return true; }
+
+  // Answers peers' requests that are waiting, on the calling thread, when their replies
+  // are small enough to go out without waiting; cheap when none is waiting. In lockstep
+  // training a peer's request is often here by the time this rank reaches its step
+  // boundary, and answering it there saves a server thread's wake-up. Engines whose own
+  // progress threads serve do nothing.
+  virtual void serve_waiting() {}
+
   // Collective: stops serving once every rank has stopped fetching, or at `deadline`
   // (a dead peer cannot hang it). Returns false when the deadline cut it short.
   virtual bool close(Clock::time_point deadline) = 0;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -202,6 +203,24 @@ TEST(LocalBufferTest, ReadExposesArenaAndSize) {
     EXPECT_EQ(label, 4 % 3);
   });
   EXPECT_EQ(seen_size, 5u);
+}
+
+TEST(LocalBufferTest, TryAddGivesUpWhileAReaderHoldsTheBuffer) {
+  LocalBuffer buf(kLayout, BufferOptions{8, std::nullopt, 0, 1});
+  Rows in = batch(0, 5, 3);
+  std::optional<size_t> during;
+  buf.read([&](const Columns&, size_t) {
+    std::thread other([&] { during = buf.try_add(in.in()); });  // a reader holds the lock
+    other.join();
+  });
+  EXPECT_FALSE(during.has_value());
+  EXPECT_EQ(buf.size(), 0u) << "a try_add that gave up stores nothing";
+  EXPECT_EQ(buf.try_add(in.in()), std::optional<size_t>(5));
+  EXPECT_EQ(buf.size(), 5u);
+  Rows bad = batch(0, 2, 3);
+  bad.labels[1] = -1;
+  EXPECT_THROW(buf.try_add(bad.in()), std::invalid_argument);
+  EXPECT_EQ(buf.size(), 5u);
 }
 
 TEST(LocalBufferTest, NbytesIsArenaPlusSmallMetadata) {

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -167,15 +169,31 @@ bool size_reaches(const LocalBuffer& buffer, size_t n) {
   return buffer.size() == n;
 }
 
-TEST(RehearsalEngineTest, AddWithoutWakeIsAppliedAfterTheNextRequest) {
+TEST(RehearsalEngineTest, AddWithoutWakeIsAppliedByTheNextRequest) {
   auto buffer = make_buffer();
   RehearsalEngine engine(buffer, nullptr, options());  // 4 queue blocks of 16 rows
   Rows rows(10);
   engine.add(rows.in(), /*wake=*/false);
-  const uint64_t ticket = engine.request(1);  // wakes the worker: the draw, then the insert
+  EXPECT_EQ(buffer->size(), 0u);
+  const uint64_t ticket = engine.request(1);  // a small draw: it starts here, then the insert
+  EXPECT_EQ(buffer->size(), 10u) << "applied by request() itself, before it returned";
   ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
-  EXPECT_TRUE(size_reaches(*buffer, 10));
+  EXPECT_EQ(engine.rows(ticket), 0u) << "the draw ran before the insert";
   EXPECT_EQ(engine.stats().inserts, 1u);
+  EXPECT_TRUE(engine.close());
+}
+
+TEST(RehearsalEngineTest, InsertLeftToTheWorkerWhileTheBufferIsBusy) {
+  auto buffer = make_buffer();
+  RehearsalEngine engine(buffer, nullptr, options());
+  BufferBlocker blocker(*buffer);  // a reader (as if serving a peer) holds the buffer
+  Rows rows(10);
+  engine.add(rows.in(), /*wake=*/false);
+  const uint64_t ticket = engine.request(1);  // must not wait for the writer lock
+  ASSERT_TRUE(engine.wait(ticket, milliseconds(5000)));
+  EXPECT_EQ(buffer->size(), 0u);
+  blocker.release();
+  EXPECT_TRUE(size_reaches(*buffer, 10)) << "the worker applies it once the reader is gone";
   EXPECT_TRUE(engine.close());
 }
 
@@ -322,6 +340,188 @@ class StubTransport : public Transport {
   bool block_;
   int fetches_ = 0;
 };
+
+// A two-rank transport that splits small fetches: the peer's reply (rows whose ids are
+// -1000 - slot, label slot % kClasses, weight 0.5; the peer holds kPeerSize samples)
+// arrives when deliver() is called, and poll_fetch() completes the fetch after that, or
+// with kTimeout at the deadline. Unsplit fetches are answered at once. Records the threads
+// that start and poll fetches, and counts serve_waiting() calls.
+class SplitTransport : public Transport {
+ public:
+  static constexpr uint64_t kPeerSize = 100;
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  const char* name() const override { return "split-stub"; }
+  size_t splittable_fetch_bytes() const override { return 16 * 1024; }
+  void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point,
+             std::vector<PeerReply>& replies) override {
+    std::lock_guard lock(mu_);
+    for (const PeerRequest& r : requests) replies.push_back(answer(r, dest));
+  }
+  bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
+                   std::vector<PeerReply>& replies, const std::function<void()>& local_work) override {
+    {
+      std::lock_guard lock(mu_);
+      starter = std::this_thread::get_id();
+      requests_ = &requests;
+      dest_ = dest;
+      replies_ = &replies;
+      deadline_ = deadline;
+    }
+    local_work();
+    return poll_fetch();
+  }
+  bool poll_fetch() override {
+    std::lock_guard lock(mu_);
+    last_poller = std::this_thread::get_id();
+    if (requests_ == nullptr) return true;
+    if (!delivered_ && Clock::now() < deadline_) return false;
+    for (const PeerRequest& r : *requests_) {
+      replies_->push_back(answer(r, dest_));
+      if (!delivered_) replies_->back().status = wire::Status::kTimeout;
+    }
+    requests_ = nullptr;
+    delivered_ = false;
+    return true;
+  }
+  void serve_waiting() override { serves.fetch_add(1); }
+  bool close(Clock::time_point) override { return true; }
+  void abandon() override {}
+
+  void deliver() {
+    std::lock_guard lock(mu_);
+    delivered_ = true;
+  }
+  std::thread::id starter_thread() {
+    std::lock_guard lock(mu_);
+    return starter;
+  }
+  std::thread::id poller_thread() {
+    std::lock_guard lock(mu_);
+    return last_poller;
+  }
+  std::atomic<int> serves{0};
+
+ private:
+  PeerReply answer(const PeerRequest& r, const Columns& dest) const {
+    for (uint32_t i = 0; i < r.count; ++i) {
+      const int64_t id = -1000 - static_cast<int64_t>(r.slots[i]);
+      const int64_t label = r.slots[i] % kClasses;
+      const float weight = 0.5f;
+      std::memcpy(dest.at(kLayout, 0, r.first_row + i), &id, sizeof id);
+      std::memcpy(dest.at(kLayout, 0, r.first_row + i) + sizeof id, &id, sizeof id);
+      std::memcpy(dest.at(kLayout, kLayout.label_column(), r.first_row + i), &label, sizeof label);
+      std::memcpy(dest.at(kLayout, kLayout.weight_column(), r.first_row + i), &weight, sizeof weight);
+    }
+    return PeerReply{r.peer, wire::Status::kOk, kPeerSize};
+  }
+
+  std::mutex mu_;
+  const std::vector<PeerRequest>* requests_ = nullptr;
+  Columns dest_{};
+  std::vector<PeerReply>* replies_ = nullptr;
+  Clock::time_point deadline_{};
+  bool delivered_ = false;
+  std::thread::id starter;
+  std::thread::id last_poller;
+};
+
+// Polls (yielding, bounded) until the engine has finished `n` draws, without calling
+// done() or wait() (which would move a parked draw on themselves).
+bool draws_reach(const RehearsalEngine& engine, uint64_t n) {
+  const auto deadline = Clock::now() + milliseconds(5000);
+  while (engine.stats().draws < n && Clock::now() < deadline) std::this_thread::yield();
+  return engine.stats().draws == n;
+}
+
+TEST(RehearsalEngineTest, SmallDrawStartsOnTheCallerAndParksUntilItsReplyArrives) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<SplitTransport>();
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const int serves_before = transport->serves.load();
+
+  const uint64_t t0 = engine.request(4);  // peer size unknown yet: 4 local rows, a size query
+  EXPECT_EQ(transport->starter_thread(), std::this_thread::get_id());
+  EXPECT_FALSE(engine.done(t0)) << "parked until the peer's reply arrives";
+  transport->deliver();
+  EXPECT_TRUE(engine.done(t0)) << "done() moves a parked draw on";
+  EXPECT_EQ(transport->poller_thread(), std::this_thread::get_id());
+  ASSERT_EQ(engine.rows(t0), 4u);
+  EXPECT_EQ(engine.known_sizes(), (std::vector<uint64_t>{10, SplitTransport::kPeerSize}));
+
+  const uint64_t t1 = engine.request(8);  // now ~90% of the draw comes from the peer
+  std::thread late([&] {
+    std::this_thread::sleep_for(milliseconds(20));
+    transport->deliver();
+  });
+  ASSERT_TRUE(engine.wait(t1, milliseconds(5000)));  // polls until the reply arrives
+  late.join();
+  ASSERT_EQ(engine.rows(t1), 8u);
+  size_t remote = 0;
+  for (size_t i = 0; i < 8; ++i) {
+    const int64_t id = read_i64(engine.block(t1), 0, i);
+    const int owner = engine.ranks(t1)[i];
+    if (owner == 1) {
+      ++remote;
+      EXPECT_LE(id, -1000);
+      EXPECT_EQ(read_i64(engine.block(t1), kLayout.label_column(), i), (-1000 - id) % kClasses);
+    } else {
+      EXPECT_GE(id, 0);
+    }
+  }
+  EXPECT_GT(remote, 0u);
+  EXPECT_EQ(engine.stats().rows_remote, remote);
+  EXPECT_GE(transport->serves.load() - serves_before, 4) << "request, done, wait and its polls serve peers";
+  EXPECT_TRUE(engine.close());
+}
+
+TEST(RehearsalEngineTest, WorkerFinishesAParkedDrawThatANewDrawWaitsFor) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<SplitTransport>();
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t0 = engine.request(2);  // parked
+  const uint64_t t1 = engine.request(2);  // queued behind it: the worker takes t0 over
+  transport->deliver();
+  EXPECT_TRUE(draws_reach(engine, 2)) << "nobody called done() or wait()";
+  EXPECT_NE(transport->poller_thread(), std::this_thread::get_id());
+  EXPECT_TRUE(engine.wait(t0, milliseconds(5000)));
+  EXPECT_TRUE(engine.wait(t1, milliseconds(5000)));
+  EXPECT_TRUE(engine.close());
+}
+
+TEST(RehearsalEngineTest, WaitOnAParkedDrawTimesOutAndTheDrawFailsAtItsDeadline) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<SplitTransport>();
+  RehearsalEngine engine(buffer, transport, options(milliseconds(200)));
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t = engine.request(4);
+  EXPECT_FALSE(engine.wait(t, milliseconds(30)));
+  EXPECT_FALSE(engine.done(t));
+  ASSERT_TRUE(engine.wait(t, milliseconds(5000)));  // the engine's deadline ends it
+  EXPECT_EQ(engine.rows(t), 4u) << "the local rows still arrive";
+  EXPECT_EQ(engine.excluded_peers(), std::vector<int>{1});
+}
+
+TEST(RehearsalEngineTest, CloseFinishesAParkedDraw) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<SplitTransport>();
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  engine.request(4);
+  transport->deliver();
+  EXPECT_TRUE(engine.close());
+  EXPECT_EQ(engine.stats().draws, 1u);
+}
 
 TEST(RehearsalEngineTest, WaitAndRequestTimeOutWhileADrawIsStuck) {
   auto buffer = make_buffer();

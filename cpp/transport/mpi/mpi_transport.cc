@@ -31,13 +31,16 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // latency with CPU that the training step needs (a draw is prefetched while a step
 // computes, so its latency is hidden anyway).
 //
-// Server: hot for a short window after each request (back-to-back draws see no wake-up
-// delay), then sleeps up to 12 ms between probes, so an idle server costs ~0.2% of a core;
-// this rank's own draws wake it (see idle_pause), so peers drawing in lockstep find it
-// awake. During training requests come once per step, milliseconds apart: a long hot
-// window, or a ramp of many short sleeps, only takes CPU from the step (every wake-up
-// costs ~5-25 us of CPU, the most in a VM, on top of the yield loop), which matters on a
-// box with fewer cores than threads.
+// Server: the engine's callers answer small requests themselves at every call (see
+// serve_waiting): in lockstep training a peer's request is usually waiting when this rank
+// reaches its step boundary. The server thread answers the rest: large replies (a caller
+// that finds one wakes it) and requests that arrive while this rank computes. It is hot
+// for a short window after each request (back-to-back draws see no wake-up delay), then
+// sleeps up to 12 ms between probes, so an idle server costs ~0.2% of a core. Waking it on
+// every draw of this rank, as an earlier release did, took ~280 us of CPU per 6 ms
+// training step (2 ranks on 2 cores) against ~90 us now: during training requests come
+// once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
+// step itself needs on a box with fewer cores than threads.
 constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
 constexpr std::chrono::microseconds kHotMaxSleep{100};
 constexpr std::chrono::microseconds kActiveSpin{1000};  // the requester is reading: the next row follows
@@ -55,9 +58,7 @@ constexpr std::chrono::microseconds kBurstGap{1000};
 constexpr std::chrono::microseconds kBurstMinSpin{200};
 constexpr std::chrono::microseconds kIdleMinSleep{100};
 constexpr std::chrono::microseconds kIdleMaxSleep{12000};
-// Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
-// eager limits are 16-64 KiB); below it a send completes without the receiver's help.
-constexpr size_t kHotBytes = 16 * 1024;
+constexpr size_t kHotBytes = MpiTransport::kEagerBytes;
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }
@@ -139,6 +140,7 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   server_reply_.resize(reply_message_bytes(max_rows));
   server_packed_.resize(packed);
   server_sends_.reserve(1 + payload_messages(max_rows));
+  last_request_.assign(size_, Clock::now() - kBurstGap);
   server_ = std::thread([this] { serve_loop(); });
 }
 
@@ -158,10 +160,8 @@ void MpiTransport::wake_server() {
   wake_cv_.notify_one();
 }
 
-// Data-parallel ranks draw in lockstep: when this rank starts a draw (wake_server), its
-// peers' requests are due within the ranks' skew, so the server probes at once and restarts
-// its ladder of sleeps from the shortest. Staying hot instead was slower on 2 cores: the
-// spin took more CPU from the training step than the earlier answer saved.
+// A caller that finds a large request waiting wakes the server (wake_server): it probes at
+// once and restarts its ladder of sleeps from the shortest.
 void MpiTransport::idle_pause(Backoff& backoff) {
   const auto sleep = backoff.next_sleep();
   if (!sleep) {
@@ -198,41 +198,54 @@ void MpiTransport::fetch(const std::vector<PeerRequest>& requests, const Columns
 void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest,
                                     Clock::time_point deadline, std::vector<PeerReply>& replies,
                                     const std::function<void()>& local_work) {
+  if (start_fetch(requests, dest, deadline, replies, local_work)) return;
+  while (!poll_fetch()) {
+    serve_waiting();
+    open_.backoff.pause();
+  }
+}
+
+bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest,
+                               Clock::time_point deadline, std::vector<PeerReply>& replies,
+                               const std::function<void()>& local_work) {
   if (closed_) throw std::runtime_error("mpi transport: fetch after close");
   const bool back_to_back = Clock::now() - last_fetch_end_ < kBurstGap;
-  wake_server();
   const size_t n = requests.size();
   prepare_fetch(requests, replies);
   for (size_t i = 0; i < n; ++i) post_request(i, requests[i], dest, replies[i]);
-  if (local_work) local_work();
-
   tighten_timer_slack_once();
   // Short polling until an owner answers; hot from the moment a large payload is on its
   // way (each chunk needs this side's progress calls). Hot from the start instead, a
   // requester whose owner was descheduled spun for milliseconds of the training step's CPU.
   // Back-to-back draws (this one started within kBurstGap of the last one's end) find the
   // owners awake and answering, so their large payloads are polled hot from the start.
-  Backoff backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
-  bool hot = false;
+  open_ = OpenFetch{&requests, dest, &replies, deadline, n, false,
+                    Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep)};
   if (back_to_back) {
-    for (const PeerRequest& req : requests) hot = hot || largest_payload_message(req.count) > kHotBytes;
-    if (hot) backoff = Backoff(kHotMaxSleep, kHotSpin);
+    for (const PeerRequest& req : requests) open_.hot = open_.hot || largest_payload_message(req.count) > kHotBytes;
+    if (open_.hot) open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
   }
-  size_t open = n;
-  while (open > 0 && Clock::now() < deadline) {
-    bool progressed = false;
-    for (size_t i = 0; i < n; ++i) {
-      if (stages_[i] == Stage::kFinished) continue;
-      progressed = poll_request(i, requests[i], dest, replies[i]) || progressed;
-      if (stages_[i] == Stage::kFinished) --open;
-      if (!hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > kHotBytes) {
-        hot = true;
-        backoff = Backoff(kHotMaxSleep, kHotSpin);
-      }
+  if (local_work) local_work();
+  return poll_fetch();
+}
+
+bool MpiTransport::poll_fetch() {
+  if (open_.requests == nullptr) return true;
+  const auto& requests = *open_.requests;
+  auto& replies = *open_.replies;
+  const size_t n = requests.size();
+  bool progressed = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (stages_[i] == Stage::kFinished) continue;
+    progressed = poll_request(i, requests[i], open_.dest, replies[i]) || progressed;
+    if (stages_[i] == Stage::kFinished) --open_.count;
+    if (!open_.hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > kHotBytes) {
+      open_.hot = true;
+      open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
     }
-    if (progressed) backoff.reset();
-    if (open > 0) backoff.pause();
   }
+  if (progressed) open_.backoff.reset();
+  if (open_.count > 0 && Clock::now() < open_.deadline) return false;
   for (size_t i = 0; i < n; ++i) {
     if (stages_[i] == Stage::kFinished) continue;
     withdraw(&headers_[i], 1);
@@ -240,7 +253,9 @@ void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, co
     if (sends_[i] != MPI_REQUEST_NULL) MPI_Request_free(&sends_[i]);
     replies[i].status = wire::Status::kTimeout;
   }
+  open_.requests = nullptr;
   last_fetch_end_ = Clock::now();
+  return true;
 }
 
 void MpiTransport::prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies) {
@@ -343,22 +358,70 @@ void MpiTransport::serve_loop() {
   Backoff::tighten_timer_slack();
   Backoff::lower_priority();
   Backoff backoff(kIdleMaxSleep, kIdleSpin, kIdleMinSleep);
-  std::vector<Clock::time_point> last_request(size_, Clock::now() - kBurstGap);
   while (!stop_.load(std::memory_order_relaxed)) {
-    int flag = 0;
-    MPI_Message message;
-    MPI_Status status;
-    if (MPI_Improbe(MPI_ANY_SOURCE, kRequestTag, comm_, &flag, &message, &status) != MPI_SUCCESS || !flag) {
+    Waiting req;
+    {
+      std::lock_guard lock(serve_mu_);
+      if (!match_request(req)) req.source = -1;
+      if (req.source >= 0) serve_one(req.message, req.source, req.bytes, req.burst.count() > 0);
+    }
+    if (req.source < 0) {
       idle_pause(backoff);
       continue;
     }
+    // A requester drawing back to back sends its next request within its gap: stay hot
+    // for four gaps (at least kBurstMinSpin); else briefly (other peers' requests of the
+    // same step come within the ranks' skew).
+    const auto burst = req.burst;
+    backoff.reset(burst.count() > 0 ? std::clamp(4 * burst, kBurstMinSpin, kBurstGap) : kIdleSpin);
+  }
+}
+
+bool MpiTransport::match_request(Waiting& out, int source) {
+  int flag = 0;
+  MPI_Status status;
+  if (MPI_Improbe(source, kRequestTag, comm_, &flag, &out.message, &status) != MPI_SUCCESS || !flag)
+    return false;
+  MPI_Get_count(&status, MPI_BYTE, &out.bytes);
+  out.source = status.MPI_SOURCE;
+  const auto now = Clock::now();
+  const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(now - last_request_[out.source]);
+  out.burst = gap < kBurstGap ? std::max(gap, std::chrono::microseconds(1)) : std::chrono::microseconds(0);
+  last_request_[out.source] = now;
+  return true;
+}
+
+bool MpiTransport::reply_is_small(int bytes) const {
+  const size_t header = sizeof(wire::RequestHeader);
+  const size_t slots = static_cast<size_t>(bytes) > header ? (bytes - header) / sizeof(uint32_t) : 0;
+  const auto count = static_cast<uint32_t>(std::min<size_t>(slots, options_.max_rows));
+  return reply_message_bytes(count) <= kHotBytes && largest_payload_message(count) <= kHotBytes;
+}
+
+// A caller of the engine (the training thread at its step boundary, or a thread waiting
+// for its own draw) answers the requests that are waiting, as long as each reply goes out
+// eagerly: in lockstep training a peer's request for this step is usually here already,
+// and answering it costs a few us, against a server thread's wake-up and polling. Larger
+// replies need the requester's progress while they move: the server thread takes them.
+// (Answering those too while waiting for an own draw made back-to-back 12 KB draws slower,
+// 46 -> 57-69 us with 2 ranks.)
+void MpiTransport::serve_waiting() {
+  if (stop_.load(std::memory_order_relaxed)) return;
+  std::unique_lock lock(serve_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  for (int i = 0; i < size_; ++i) {  // bounded: the caller has its own work to do
+    int flag = 0;
+    MPI_Status status;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, comm_, &flag, &status) != MPI_SUCCESS || !flag) return;
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
-    auto& last = last_request[status.MPI_SOURCE];
-    const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last);
-    serve_one(message, status.MPI_SOURCE, bytes, gap < kBurstGap);
-    last = Clock::now();
-    backoff.reset(gap < kBurstGap ? std::clamp(4 * gap, kBurstMinSpin, kBurstGap) : kIdleSpin);
+    if (!reply_is_small(bytes)) {
+      wake_server();  // left for the server thread (nobody else matches it: serve_mu_ is held)
+      return;
+    }
+    Waiting req;
+    if (!match_request(req, status.MPI_SOURCE)) return;
+    serve_one(req.message, req.source, req.bytes, req.burst.count() > 0);
   }
 }
 

@@ -45,6 +45,9 @@ class MpiTransport final : public Transport {
  public:
   // Rows of a field at least this large are sent one message each, straight from the slots.
   static constexpr size_t kRowMessageBytes = 64 * 1024;
+  // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
+  // eager limits are 16-64 KiB); below it a send completes without the receiver's help.
+  static constexpr size_t kEagerBytes = 16 * 1024;
 
   MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm parent, MpiTransportOptions options);
   ~MpiTransport() override;
@@ -59,6 +62,11 @@ class MpiTransport final : public Transport {
              std::vector<PeerReply>& replies) override;
   void fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                         std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
+  size_t splittable_fetch_bytes() const override { return kEagerBytes; }
+  bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
+                   std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
+  bool poll_fetch() override;
+  void serve_waiting() override;
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
 
@@ -82,6 +90,18 @@ class MpiTransport final : public Transport {
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
 
   void serve_loop();
+  // A request matched (MPI_Improbe) but not yet received; source -1: none.
+  struct Waiting {
+    MPI_Message message = MPI_MESSAGE_NULL;
+    int source = -1;
+    int bytes = 0;
+    std::chrono::microseconds burst{0};  // gap to the source's previous request if < kBurstGap, else 0
+  };
+  // Matches the next waiting request (from `source`), if any. serve_mu_ held.
+  bool match_request(Waiting& out, int source = MPI_ANY_SOURCE);
+  // Whether the reply to a request of `bytes` goes out without waiting for the requester
+  // (every message at most kHotBytes, so sent eagerly).
+  bool reply_is_small(int bytes) const;
   // `burst`: the requester's previous request came less than kBurstGap ago (it is drawing
   // back to back, so it polls hot and the reply's sends may too).
   void serve_one(MPI_Message message, int source, int bytes, bool burst);
@@ -128,6 +148,18 @@ class MpiTransport final : public Transport {
   Clock::time_point last_fetch_end_{};
   bool closed_ = false;
 
+  // The fetch between start_fetch() and the poll_fetch() that completes it.
+  struct OpenFetch {
+    const std::vector<PeerRequest>* requests = nullptr;  // nullptr: none open
+    Columns dest{};
+    std::vector<PeerReply>* replies = nullptr;
+    Clock::time_point deadline{};
+    size_t count = 0;  // requests not finished
+    bool hot = false;  // a large payload is moving: poll without sleeping
+    Backoff backoff{std::chrono::microseconds(0), std::chrono::microseconds(0)};
+  };
+  OpenFetch open_;
+
   // Client side scratch, sized once (vectors indexed by request, or by peer for buffers).
   std::vector<std::vector<std::byte>> request_bufs_;
   std::vector<std::vector<std::byte>> reply_bufs_;
@@ -143,6 +175,9 @@ class MpiTransport final : public Transport {
   std::vector<std::byte> server_reply_;   // reply + labels + weights
   std::vector<std::byte> server_packed_;  // the requested rows of the packed fields, field by field
   std::vector<MPI_Request> server_sends_;
+  std::vector<Clock::time_point> last_request_;  // per source
+  // Held while receiving or answering a request (server thread, or a caller of serve_waiting()).
+  std::mutex serve_mu_;
   // Sent (never modified) to a request whose header cannot be read: no id, so no reply tag.
   const wire::Reply anonymous_reply_ = wire::make_reply(wire::Status::kMalformed, 0, 0, 0);
 
