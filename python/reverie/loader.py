@@ -76,7 +76,8 @@ class RehearsalLoader:
 
     Yields ``(x, y, w)``: x ``[b + r', ...]`` (a dict for multi-field samples), y ``[b + r']``,
     w ``[b + r']``. r' < r while the global buffer holds fewer than r samples (warm-up), and
-    the first step has r' = 0 (nothing was requested before it).
+    the first step has r' = 0 (nothing was requested before it). ``loader.drawn`` is the r'
+    of the batch yielded last (e.g. to weigh the representatives' loss separately).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class RehearsalLoader:
         self._cuda = _CudaStaging(dbuf, self.device) if self.device.type == "cuda" else None
         self.events: list[tuple[str, int, bool]] | None = None
         self.pending: DrawHandle | None = None  # the draw travelling during the current step
+        self.drawn = 0  # r' of the batch yielded last: its final rows are the representatives
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
@@ -141,6 +143,7 @@ class RehearsalLoader:
                     add=t1 - t0, wait=t2 - t1, concat=t3 - t2, drawn=0 if draw is None else len(draw)
                 )
                 step += 1
+                self.drawn = 0 if draw is None else len(draw)
                 x: Fields = dict(out) if out.num_fields > 1 else next(iter(out.values()))
                 yield x, out.labels, out.weights
         finally:

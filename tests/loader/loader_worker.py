@@ -56,6 +56,7 @@ def check_batches(comm: MPI.Comm, multi: bool, device: str, input_device: str) -
             new = fx["x"] if multi else fx
             assert torch.equal(xs[:B], new) and torch.equal(y[:B], fy) and torch.equal(w[:B], fw)
             assert xs.shape[0] == y.shape[0] == w.shape[0] <= B + R
+            assert loader.drawn == xs.shape[0] - B
             if step >= 3:
                 assert xs.shape[0] == B + R, f"step {step}: warm-up should be over, got {xs.shape[0] - B}"
             assert decode_ok(xs[B:], y[B:], w[B:])

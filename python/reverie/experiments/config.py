@@ -33,7 +33,7 @@ DERPP_BETA = 0.5
 #: Defaults per dataset, beneath every explicit option: digits has ~270 training samples
 #: per task (20x fewer than MNIST-1D), so smaller batches, buffer and draws, more epochs.
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"batch_size": 16, "representatives": 16, "candidates": 16, "buffer_size": 200, "epochs": 8},
+    "digits": {"batch_size": 16, "representatives": 8, "candidates": 16, "buffer_size": 200, "epochs": 8},
 }
 
 
@@ -60,8 +60,9 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     clip_grad: float = 1.0
     buffer_size: int = 1000
-    representatives: int = 32
+    representatives: int = 16
     candidates: int = 32
+    replay_balance: bool = True
     alpha: float | None = None
     beta: float = DERPP_BETA
     engine: str = "auto"
@@ -146,7 +147,7 @@ class ExperimentConfig:
 _HELP: dict[str, str] = {
     "dataset": "dataset: "
     + ", ".join(DATASETS)
-    + " (synthetic: throughput benchmarks only; digits defaults to batch 16, representatives 16,"
+    + " (synthetic: throughput benchmarks only; digits defaults to batch 16, representatives 8,"
     " candidates 16, buffer 200, 8 epochs)",
     "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
     "scenario": "class: new classes per task; instance: same classes, new samples per task",
@@ -164,6 +165,9 @@ _HELP: dict[str, str] = {
     "buffer_size": "rehearsal buffer slots per rank (global buffer = ranks x this)",
     "representatives": "representatives drawn from the global buffer per step and rank (r)",
     "candidates": "candidates per step offered to the local buffer (c)",
+    "replay_balance": "rehearsal: weight each of the r' replayed samples by b/r', so the replayed rows weigh as"
+    " much in the loss as the b new ones (mean CE of new + mean CE of replayed, as DER++ adds its terms);"
+    " false: one plain mean over b + r' rows",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
     "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",
