@@ -1,6 +1,7 @@
 #include "engine/rehearsal_engine.h"
 
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -274,73 +275,56 @@ void RehearsalEngine::finish(Draw& slot, size_t rows) {
   if (next_draw() != nullptr) worker_cv_.notify_one();
 }
 
-void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot) {
+template <typename Step>
+bool RehearsalEngine::own_draw(std::unique_lock<std::mutex>& lock, Draw& slot, Step step) {
   drawing_ = true;
   slot.started = true;
   const Draw draw = slot;
   lock.unlock();
-  size_t rows = 0;
+  std::optional<size_t> rows;
   try {
-    begin_draw(draw, false);
-    rows = end_draw(draw);
+    rows = step(draw);
   } catch (...) {
     lock.lock();
     finish(slot, 0);
     throw;
   }
   lock.lock();
-  finish(slot, rows);
+  if (rows) {
+    finish(slot, *rows);
+    return true;
+  }
+  drawing_ = false;
+  cv_.notify_all();  // a waiter sleeping on the parked draw takes over
+  if (drive_parked_) worker_cv_.notify_one();
+  return false;
+}
+
+void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot) {
+  own_draw(lock, slot, [this](const Draw& draw) -> std::optional<size_t> {
+    begin_draw(draw, false);
+    return end_draw(draw);
+  });
 }
 
 void RehearsalEngine::start_inline(std::unique_lock<std::mutex>& lock, Draw& slot) {
-  drawing_ = true;
-  slot.started = true;
-  const Draw draw = slot;
-  lock.unlock();
-  bool complete = false;
-  size_t rows = 0;
-  try {
-    complete = begin_draw(draw, true);
-    if (complete) rows = end_draw(draw);
-  } catch (...) {
-    lock.lock();
-    finish(slot, 0);
-    throw;
-  }
-  lock.lock();
-  if (complete) return finish(slot, rows);
-  drawing_ = false;
-  cv_.notify_all();
+  own_draw(lock, slot, [this](const Draw& draw) -> std::optional<size_t> {
+    if (!begin_draw(draw, true)) return std::nullopt;
+    return end_draw(draw);
+  });
 }
 
 bool RehearsalEngine::drive_parked(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until,
                                    bool once) {
-  drawing_ = true;
-  const Draw draw = slot;
-  lock.unlock();
-  bool complete = false;
-  size_t rows = 0;
-  try {
+  return own_draw(lock, slot, [&](const Draw& draw) -> std::optional<size_t> {
     Backoff backoff(kParkedMaxSleep, kParkedSpin);
-    while (!(complete = transport_->poll_fetch()) && !once && Clock::now() < until) {
+    while (!transport_->poll_fetch()) {
+      if (once || Clock::now() >= until) return std::nullopt;
       transport_->serve_waiting();
       backoff.pause();
     }
-    if (complete) rows = end_draw(draw);
-  } catch (...) {
-    lock.lock();
-    finish(slot, 0);
-    throw;
-  }
-  lock.lock();
-  if (complete) {
-    finish(slot, rows);
-  } else {
-    drawing_ = false;
-    cv_.notify_all();  // a waiter sleeping on it takes over
-    if (drive_parked_) worker_cv_.notify_one();
-  }
-  return complete;
+    return end_draw(draw);
+  });
 }
 
 bool RehearsalEngine::apply_insert(size_t block, bool try_only) {

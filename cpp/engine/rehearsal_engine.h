@@ -124,6 +124,11 @@ class RehearsalEngine {
   Draw* next_draw();
   // The draw that is started but not finished and that nobody is moving on, or nullptr.
   Draw* parked_draw();
+  // Runs `step(draw)` for `slot` owning the draw (drawing_), without mu_ (held by `lock`).
+  // `step` returns the draw's rows once it completed, else nullopt (the draw stays parked);
+  // a throw finishes it with no rows. Returns whether it completed.
+  template <typename Step>
+  bool own_draw(std::unique_lock<std::mutex>& lock, Draw& slot, Step step);
   // Runs `slot` on the calling thread (mu_ held by `lock`, released meanwhile).
   void execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
   // Starts `slot` on the caller of request() and leaves it parked unless it completes at once.

@@ -426,6 +426,19 @@ class SplitTransport : public Transport {
   std::thread::id last_poller;
 };
 
+// An engine over a SplitTransport, its buffer holding 10 samples (ids 0-9).
+struct SplitEngine {
+  explicit SplitEngine(milliseconds timeout = milliseconds(5000))
+      : buffer(make_buffer()), transport(std::make_shared<SplitTransport>()), engine(buffer, transport, options(timeout)) {
+    Rows rows(10);
+    engine.add(rows.in());
+    EXPECT_TRUE(engine.flush(milliseconds(5000)));
+  }
+  std::shared_ptr<LocalBuffer> buffer;
+  std::shared_ptr<SplitTransport> transport;
+  RehearsalEngine engine;
+};
+
 // Polls (yielding, bounded) until the engine has finished `n` draws, without calling
 // done() or wait() (which would move a parked draw on themselves).
 bool draws_reach(const RehearsalEngine& engine, uint64_t n) {
@@ -435,12 +448,9 @@ bool draws_reach(const RehearsalEngine& engine, uint64_t n) {
 }
 
 TEST(RehearsalEngineTest, SmallDrawStartsOnTheCallerAndParksUntilItsReplyArrives) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<SplitTransport>();
-  RehearsalEngine engine(buffer, transport, options());
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  SplitEngine split;
+  RehearsalEngine& engine = split.engine;
+  SplitTransport* transport = split.transport.get();
   const int serves_before = transport->serves.load();
 
   const uint64_t t0 = engine.request(4);  // peer size unknown yet: 4 local rows, a size query
@@ -479,12 +489,9 @@ TEST(RehearsalEngineTest, SmallDrawStartsOnTheCallerAndParksUntilItsReplyArrives
 }
 
 TEST(RehearsalEngineTest, WorkerFinishesAParkedDrawThatANewDrawWaitsFor) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<SplitTransport>();
-  RehearsalEngine engine(buffer, transport, options());
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  SplitEngine split;
+  RehearsalEngine& engine = split.engine;
+  SplitTransport* transport = split.transport.get();
   const uint64_t t0 = engine.request(2);  // parked
   const uint64_t t1 = engine.request(2);  // queued behind it: the worker takes t0 over
   transport->deliver();
@@ -496,12 +503,8 @@ TEST(RehearsalEngineTest, WorkerFinishesAParkedDrawThatANewDrawWaitsFor) {
 }
 
 TEST(RehearsalEngineTest, WaitOnAParkedDrawTimesOutAndTheDrawFailsAtItsDeadline) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<SplitTransport>();
-  RehearsalEngine engine(buffer, transport, options(milliseconds(200)));
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  SplitEngine split(milliseconds(200));  // the peer never answers
+  RehearsalEngine& engine = split.engine;
   const uint64_t t = engine.request(4);
   EXPECT_FALSE(engine.wait(t, milliseconds(30)));
   EXPECT_FALSE(engine.done(t));
@@ -511,12 +514,9 @@ TEST(RehearsalEngineTest, WaitOnAParkedDrawTimesOutAndTheDrawFailsAtItsDeadline)
 }
 
 TEST(RehearsalEngineTest, CloseFinishesAParkedDraw) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<SplitTransport>();
-  RehearsalEngine engine(buffer, transport, options());
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  SplitEngine split;
+  RehearsalEngine& engine = split.engine;
+  SplitTransport* transport = split.transport.get();
   engine.request(4);
   transport->deliver();
   EXPECT_TRUE(engine.close());
