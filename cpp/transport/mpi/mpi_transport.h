@@ -182,8 +182,7 @@ class MpiTransport final : public Transport {
   const wire::Reply anonymous_reply_ = wire::make_reply(wire::Status::kMalformed, 0, 0, 0);
 
   std::atomic<bool> stop_{false};
-  // This rank's own draws wake the server: ranks draw in lockstep, so peers' requests are
-  // about to arrive (see wake_server).
+  // A caller that finds a large request waiting wakes the server (see wake_server).
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;
   bool woken_ = false;

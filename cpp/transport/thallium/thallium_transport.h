@@ -114,6 +114,7 @@ class ThalliumTransport final : public Transport {
   std::vector<ExposedBlock> blocks_;                        // receive blocks, exposed once
   std::unique_ptr<StagingBlock> raw_block_;                 // send_raw_request's receive block
   uint64_t next_request_id_ = 1;
+  Clock::time_point last_fetch_end_{};
   bool closed_ = false;     // close() or abandon() was called
   bool finalized_ = false;  // shutdown() ran
   uint64_t served_at_shutdown_ = 0;
