@@ -142,7 +142,7 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   if (stopping_) throw std::runtime_error("get_remote_samples: the buffer is closed");
   Draw& draw = draws_[next_ticket_ % 2];
   if (parked_draw() != nullptr) {
-    drive_parked_ = true;  // the new draw waits for it
+    drive_parked_ = true;  // the new draw (and maybe its receive block) waits for it
     worker_cv_.notify_one();
   }
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
@@ -157,7 +157,6 @@ uint64_t RehearsalEngine::request(uint32_t r) {
     start_inline(lock, draw);
     apply_inline(lock);  // as the worker would: the draw first, then the inserts
   } else {
-    if (parked_draw() != nullptr) drive_parked_ = true;
     worker_cv_.notify_one();
   }
   return ticket;

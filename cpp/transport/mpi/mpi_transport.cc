@@ -36,10 +36,10 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // reaches its step boundary. The server thread answers the rest: large replies (a caller
 // that finds one wakes it) and requests that arrive while this rank computes. It is hot
 // for a short window after each request (back-to-back draws see no wake-up delay), then
-// sleeps from 1 ms up to 12 ms between probes, so an idle server costs ~0.2% of a core. Waking it on
-// every draw of this rank, as an earlier release did, took ~280 us of CPU per 6 ms
-// training step (2 ranks on 2 cores) against ~90 us now: during training requests come
-// once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
+// sleeps from 1 ms up to 12 ms between probes, so an idle server costs ~0.2% of a core.
+// Waking it on every draw of this rank, as an earlier release did, took ~280 us of CPU per
+// 5 ms training step (2 ranks on 2 cores) against ~50 us now: during training requests
+// come once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
 // step itself needs on a box with fewer cores than threads.
 constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
 constexpr std::chrono::microseconds kHotMaxSleep{100};
@@ -365,12 +365,13 @@ void MpiTransport::serve_loop() {
   Backoff backoff(kIdleMaxSleep, kIdleSpin, kServerMinSleep);
   while (!stop_.load(std::memory_order_relaxed)) {
     Waiting req;
+    bool served = false;
     {
       std::lock_guard lock(serve_mu_);
-      if (!match_request(req)) req.source = -1;
-      if (req.source >= 0) serve_one(req.message, req.source, req.bytes, req.burst.count() > 0);
+      served = match_request(req);
+      if (served) serve_one(req.message, req.source, req.bytes, req.burst.count() > 0);
     }
-    if (req.source < 0) {
+    if (!served) {
       idle_pause(backoff);
       continue;
     }

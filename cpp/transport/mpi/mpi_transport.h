@@ -90,7 +90,7 @@ class MpiTransport final : public Transport {
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
 
   void serve_loop();
-  // A request matched (MPI_Improbe) but not yet received; source -1: none.
+  // A request matched (MPI_Improbe) but not yet received.
   struct Waiting {
     MPI_Message message = MPI_MESSAGE_NULL;
     int source = -1;
