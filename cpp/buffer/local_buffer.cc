@@ -47,24 +47,25 @@ std::string LocalBuffer::check_labels(const int64_t* labels, size_t n) const {
 }
 
 size_t LocalBuffer::add(const ConstColumns& rows) {
-  std::unique_lock lock(mu_, std::defer_lock);
-  return *add_locked(rows, lock, false);
+  check_rows(rows);
+  std::unique_lock lock(mu_);
+  return insert_locked(rows);
 }
 
 std::optional<size_t> LocalBuffer::try_add(const ConstColumns& rows) {
-  std::unique_lock lock(mu_, std::defer_lock);
-  return add_locked(rows, lock, true);
+  check_rows(rows);
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return std::nullopt;
+  return insert_locked(rows);
 }
 
-std::optional<size_t> LocalBuffer::add_locked(const ConstColumns& rows, std::unique_lock<std::shared_mutex>& lock,
-                                              bool try_only) {
+void LocalBuffer::check_rows(const ConstColumns& rows) const {
   const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
   if (auto error = check_labels(labels, rows.rows); !error.empty()) throw std::invalid_argument(error);
-  if (!try_only) {
-    lock.lock();
-  } else if (!lock.try_lock()) {
-    return std::nullopt;
-  }
+}
+
+size_t LocalBuffer::insert_locked(const ConstColumns& rows) {
+  const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
   size_t stored = 0;
   select_candidates(rows.rows, candidates_, insert_rng_, [&](uint64_t i) {
     if (auto slot = policy_.offer(labels[i], insert_rng_)) {

@@ -68,7 +68,10 @@ class LocalBuffer {
   void restore(const State& state, const ConstColumns& rows);
 
  private:
-  std::optional<size_t> add_locked(const ConstColumns& rows, std::unique_lock<std::shared_mutex>& lock, bool try_only);
+  // Throws std::invalid_argument when a label is not accepted (before any lock is taken).
+  void check_rows(const ConstColumns& rows) const;
+  // Offers the candidates of `rows` to the policy and copies the accepted ones (mu_ held).
+  size_t insert_locked(const ConstColumns& rows);
 
   SlotArena arena_;
   ReservoirPolicy policy_;

@@ -123,7 +123,8 @@ class RehearsalLoader:
             for batch in self.loader:
                 t0 = time.perf_counter()
                 fields, labels, weights = _split(batch)
-                # The draw requested below wakes the worker for this insert too.
+                # The draw requested below applies this insert (a small draw, on this
+                # thread) or wakes the worker for it.
                 self.dbuf.add(
                     _to_cpu(fields),
                     labels.cpu(),
