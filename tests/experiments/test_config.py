@@ -82,6 +82,6 @@ def test_der_alpha_defaults() -> None:
 
 def test_dataset_preset_sits_beneath_explicit_options() -> None:
     digits = resolve_config({"dataset": "digits"})
-    assert (digits.batch_size, digits.representatives, digits.buffer_size, digits.epochs) == (16, 8, 200, 8)
+    assert (digits.batch_size, digits.representatives, digits.buffer_size, digits.epochs) == (16, 8, 200, 12)
     assert resolve_config({"dataset": "digits", "epochs": 2}).epochs == 2
     assert resolve_config({}).batch_size == ExperimentConfig().batch_size  # mnist1d: plain defaults
