@@ -105,7 +105,9 @@ void bind_transports(py::module_& m) {
   py::class_<Transport, std::shared_ptr<Transport>> transport(m, "Transport");
   transport.def_property_readonly("rank", &Transport::rank)
       .def_property_readonly("world_size", &Transport::world_size)
-      .def_property_readonly("name", &Transport::name);
+      .def_property_readonly("name", &Transport::name)
+      .def_property_readonly("splittable_fetch_bytes", &Transport::splittable_fetch_bytes,
+                             "Draws of at most this many row bytes start on the caller (MPI: the eager limit).");
 #ifdef REVERIE_HAVE_MPI
   m.attr("HAVE_MPI") = true;
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.

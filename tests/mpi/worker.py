@@ -32,8 +32,9 @@ RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
 ID_BASE = 1_000_000  # global sample id: rank * ID_BASE + insertion number (exact in float32)
 TIMEOUT = 20.0
 
-# Layouts for the correctness checks: one field (packed per column on the wire), and three
-# fields of different dtypes, one of them long enough (68 KB) to travel one message per row.
+# Layouts for the correctness checks: one 12 KB field (past MPICH's 8 KiB eager limit, so
+# one message per row), a tiny one (rows packed into one message), and three fields of
+# different dtypes: two packed, one 68 KB (one message per row).
 LAYOUTS = {
     "single": {"x": ((3, 32, 32), torch.float32)},
     "tiny": {"x": ((16,), torch.float32)},  # cheap to check: for thousands of steps

@@ -9,6 +9,7 @@
 
 #include "common/backoff.h"
 #include "common/thread_name.h"
+#include "transport/mpi/eager_limit.h"
 
 namespace reverie {
 namespace {
@@ -63,7 +64,6 @@ constexpr std::chrono::microseconds kIdleMinSleep{100};
 // per 5 ms training step (2 ranks on 2 cores).
 constexpr std::chrono::microseconds kServerMinSleep{1000};
 constexpr std::chrono::microseconds kIdleMaxSleep{12000};
-constexpr size_t kHotBytes = MpiTransport::kEagerBytes;
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }
@@ -122,6 +122,7 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   if (level < MPI_THREAD_MULTIPLE)
     throw std::runtime_error("engine='mpi': MPI must be initialised with MPI_THREAD_MULTIPLE (got level " +
                              std::to_string(level) + "); set mpi4py.rc.thread_level = 'multiple'");
+  eager_bytes_ = shm_eager_bytes();
   check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
@@ -227,7 +228,7 @@ bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const C
   open_ = OpenFetch{&requests, dest, &replies, deadline, n, false,
                     Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep)};
   if (back_to_back) {
-    for (const PeerRequest& req : requests) open_.hot = open_.hot || largest_payload_message(req.count) > kHotBytes;
+    for (const PeerRequest& req : requests) open_.hot = open_.hot || largest_payload_message(req.count) > eager_bytes_;
     if (open_.hot) open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
   }
   if (local_work) local_work();
@@ -244,7 +245,7 @@ bool MpiTransport::poll_fetch() {
     if (stages_[i] == Stage::kFinished) continue;
     progressed = poll_request(i, requests[i], open_.dest, replies[i]) || progressed;
     if (stages_[i] == Stage::kFinished) --open_.count;
-    if (!open_.hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > kHotBytes) {
+    if (!open_.hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > eager_bytes_) {
       open_.hot = true;
       open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
     }
@@ -401,7 +402,7 @@ bool MpiTransport::reply_is_small(int bytes) const {
   const size_t header = sizeof(wire::RequestHeader);
   const size_t slots = static_cast<size_t>(bytes) > header ? (bytes - header) / sizeof(uint32_t) : 0;
   const auto count = static_cast<uint32_t>(std::min<size_t>(slots, options_.max_rows));
-  return reply_message_bytes(count) <= kHotBytes && largest_payload_message(count) <= kHotBytes;
+  return reply_message_bytes(count) <= eager_bytes_ && largest_payload_message(count) <= eager_bytes_;
 }
 
 // A caller of the engine (the training thread at its step boundary, or a thread waiting
@@ -498,7 +499,7 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   // or descheduled, and spinning here would only take CPU from the training step; once
   // one completed, the requester is polling, and this side stays hot for the rest. A
   // requester drawing back to back polls hot from the start, so this side does too.
-  const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > kHotBytes;
+  const bool large = std::max(reply_message_bytes(rows), largest_payload_message(rows)) > eager_bytes_;
   Backoff backoff = large ? Backoff(kHotMaxSleep, burst ? kHotSpin : kShortSpin)
                           : Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep);
   const auto deadline = Clock::now() + options_.send_timeout;

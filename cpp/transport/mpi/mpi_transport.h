@@ -8,14 +8,16 @@
 //   owner -> requester  header tag:   wire::Reply, then count labels (int64) and count
 //                                     weights (float32) of the rows that follow
 //   owner -> requester  payload tag:  per field, in field order: one message per row when
-//                                     the field's rows are large (sent straight from the
-//                                     slots), else one message of the rows packed
+//                                     the field's rows are past the eager limit (sent
+//                                     straight from the slots), else one message of the
+//                                     rows packed
 // Every message is contiguous on both sides: MPI libraries move large contiguous messages
 // with single-copy (CMA/XPMEM) or RDMA, while derived datatypes fall back to chunked
 // pipelines (with MPICH over shared memory, a send-side hindexed type over the slots was
-// ~3x slower than one message per row). A large row as its own message skips the owner's
-// packing copy; for 602 KB rows that halved the transfer time, while small rows are
-// cheaper packed than paying a handshake each. The requester posts every receive before
+// ~3x slower than one message per row). A row past the eager limit moves by rendezvous
+// anyway, so as its own message it only skips the owner's packing copy: for 602 KB rows
+// that halved the transfer time, and for 12 KB rows a draw of 28 took 40 instead of 54 us
+// (2 ranks); rows under the limit are cheaper packed than sent one message each. The requester posts every receive before
 // sending the request, sized exactly (a longer message is an error, never an overrun),
 // and withdraws the payload receives when the reply is an error.
 #include <mpi.h>
@@ -43,12 +45,6 @@ struct MpiTransportOptions {
 
 class MpiTransport final : public Transport {
  public:
-  // Rows of a field at least this large are sent one message each, straight from the slots.
-  static constexpr size_t kRowMessageBytes = 64 * 1024;
-  // Messages above this move by rendezvous in MPICH and Open MPI over shared memory (their
-  // eager limits are 16-64 KiB); below it a send completes without the receiver's help.
-  static constexpr size_t kEagerBytes = 16 * 1024;
-
   MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm parent, MpiTransportOptions options);
   ~MpiTransport() override;
   MpiTransport(const MpiTransport&) = delete;
@@ -62,7 +58,7 @@ class MpiTransport final : public Transport {
              std::vector<PeerReply>& replies) override;
   void fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                         std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
-  size_t splittable_fetch_bytes() const override { return kEagerBytes; }
+  size_t splittable_fetch_bytes() const override { return eager_bytes_; }
   bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                    std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
   bool poll_fetch() override;
@@ -71,6 +67,7 @@ class MpiTransport final : public Transport {
   void abandon() override { stop_server(); }
 
   uint64_t requests_served() const { return served_.load(); }
+  size_t eager_bytes() const { return eager_bytes_; }
 
   // Test hook (fault tests only): sends `bytes` verbatim as a request to `peer`'s server and
   // waits until `deadline` for its reply, on the tag of the id in the header or, for a
@@ -100,7 +97,7 @@ class MpiTransport final : public Transport {
   // Matches the next waiting request (from `source`), if any. serve_mu_ held.
   bool match_request(Waiting& out, int source = MPI_ANY_SOURCE);
   // Whether the reply to a request of `bytes` goes out without waiting for the requester
-  // (every message at most kHotBytes, so sent eagerly).
+  // (every message at most eager_bytes_).
   bool reply_is_small(int bytes) const;
   // `burst`: the requester's previous request came less than kBurstGap ago (it is drawing
   // back to back, so it polls hot and the reply's sends may too).
@@ -112,7 +109,7 @@ class MpiTransport final : public Transport {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
   }
   // Whether field f's rows travel one message each (else packed into one message).
-  bool row_messages(size_t f) const { return buffer_->layout().row_bytes(f) >= kRowMessageBytes; }
+  bool row_messages(size_t f) const { return buffer_->layout().row_bytes(f) > eager_bytes_; }
   size_t payload_messages(uint32_t count) const {
     if (count == 0) return 0;
     size_t n = 0;
@@ -141,6 +138,9 @@ class MpiTransport final : public Transport {
 
   std::shared_ptr<const LocalBuffer> buffer_;
   MpiTransportOptions options_;
+  // Messages of at most this many bytes go out eagerly (shm_eager_bytes()); larger ones
+  // need the receiver's progress calls while they move.
+  size_t eager_bytes_ = 0;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

@@ -1,0 +1,63 @@
+#include "transport/mpi/eager_limit.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+namespace reverie {
+namespace {
+
+constexpr size_t kFallbackBytes = 4 * 1024;
+constexpr size_t kMostBytes = 64 * 1024;
+
+// The value of integer control variable `name`, if the library has it.
+std::optional<int64_t> read_cvar(const char* name) {
+  int index = 0;
+  if (MPI_T_cvar_get_index(name, &index) != MPI_SUCCESS) return std::nullopt;
+  MPI_T_cvar_handle handle;
+  int count = 0;
+  if (MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) != MPI_SUCCESS) return std::nullopt;
+  std::optional<int64_t> out;
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  int type_size = 0;
+  int name_len = 0, verbosity = 0, bind = 0, scope = 0, desc_len = 0;
+  MPI_T_enum enumtype;
+  if (count == 1 &&
+      MPI_T_cvar_get_info(index, nullptr, &name_len, &verbosity, &type, &enumtype, nullptr, &desc_len, &bind,
+                          &scope) == MPI_SUCCESS &&
+      MPI_Type_size(type, &type_size) == MPI_SUCCESS) {
+    alignas(8) unsigned char value[16] = {};
+    if (type_size <= 8 && MPI_T_cvar_read(handle, value) == MPI_SUCCESS) {
+      if (type == MPI_INT) {
+        out = *reinterpret_cast<const int*>(value);
+      } else if (type_size == 8) {
+        out = static_cast<int64_t>(*reinterpret_cast<const uint64_t*>(value));
+      } else if (type_size == 4) {
+        out = *reinterpret_cast<const uint32_t*>(value);
+      }
+    }
+  }
+  MPI_T_cvar_handle_free(&handle);
+  return out;
+}
+
+}  // namespace
+
+size_t shm_eager_bytes() {
+  int provided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) return kFallbackBytes;
+  std::optional<int64_t> limit;
+  if (auto cma = read_cvar("MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD"); cma && *cma > 0) {
+    limit = *cma - 1;  // MPICH: a message of the threshold or more goes by CMA
+  } else if (auto sm = read_cvar("btl_sm_eager_limit"); sm && *sm > 0) {
+    limit = sm;  // Open MPI 5
+  } else if (auto vader = read_cvar("btl_vader_eager_limit"); vader && *vader > 0) {
+    limit = vader;  // Open MPI 4
+  }
+  MPI_T_finalize();
+  return limit ? std::min(static_cast<size_t>(*limit), kMostBytes) : kFallbackBytes;
+}
+
+}  // namespace reverie
