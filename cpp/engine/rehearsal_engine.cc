@@ -22,6 +22,12 @@ constexpr std::chrono::microseconds kHotWait{20};
 // Requests closer together than this are back-to-back draws: only then does the worker
 // stay hot after a draw (in training the next request comes a step later).
 constexpr std::chrono::microseconds kBackToBack{1000};
+// A caller that runs a draw this soon after requesting it waits for its draws at once (as
+// `get_remote_samples(r).wait()` does); the next requests then leave their draws to it
+// and do not wake the worker. Those wake-ups cost more than their CPU time on a box with
+// fewer cores than busy threads: with them a draw of 28 x 602 KB took 3.7-5.3 ms instead
+// of 1.7-1.9 ms (2 ranks on 2 cores), the woken worker pushing the caller off its core.
+constexpr std::chrono::microseconds kClaimWindow{50};
 // A caller waiting for a parked draw polls it hot this long, then sleeps between polls
 // (up to kParkedMaxSleep, so the step it holds up loses little once the replies are in).
 constexpr std::chrono::microseconds kParkedSpin{200};
@@ -145,6 +151,7 @@ uint64_t RehearsalEngine::request(uint32_t r) {
     drive_parked_ = true;  // the new draw (and maybe its receive block) waits for it
     worker_cv_.notify_one();
   }
+  if (next_draw() != nullptr) release_claim();  // a draw nobody runs yet: the worker's now
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
     throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
   draw = Draw{next_ticket_, r, true, false, false, 0};
@@ -152,11 +159,10 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   requests_back_to_back_ = now - last_request_at_ < kBackToBack;
   last_request_at_ = now;
   const uint64_t ticket = next_ticket_++;
-  const size_t inline_bytes = transport_ ? transport_->splittable_fetch_bytes() : kLocalInlineBytes;
-  if (r * buffer_->layout().sample_bytes() <= inline_bytes && next_draw() == &draw) {
+  if (is_small(r) && next_draw() == &draw) {
     start_inline(lock, draw);
     apply_inline(lock);  // as the worker would: the draw first, then the inserts
-  } else {
+  } else if (!caller_claims_) {
     worker_cv_.notify_one();
   }
   return ticket;
@@ -168,6 +174,7 @@ bool RehearsalEngine::done(uint64_t ticket) {
   Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
   if (parked_draw() == &draw) drive_parked(lock, draw, Clock::now(), true);
+  if (next_draw() != nullptr) release_claim();
   return draw.ticket == ticket && draw.finished;
 }
 
@@ -180,19 +187,25 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
   // runs it. Not while inserts are queued: then the caller sleeps and the worker (at lower
   // priority) gets the CPU for them; a caller that never slept could starve it on a busy box.
   if (timeout >= options_.timeout && queue_count_ == 0 && !applying_ && next_draw() == &draw) {
+    caller_claims_ = Clock::now() - last_request_at_ < kClaimWindow;
     execute_draw(lock, draw);
     return true;
   }
+  if (next_draw() != nullptr) release_claim();
   const auto until = Clock::now() + timeout;
   const auto ready = [&] { return draw.ticket != ticket || draw.finished; };
   // A parked draw nobody moves on is this caller's to finish (it may become parked while
   // this caller sleeps: whoever moved it on last gave up before it completed).
   const auto idle = [&] { return parked_draw() == &draw; };
-  wait_hot(lock, [&] { return ready() || idle(); });
+  const auto on_worker = [&] { return worker_drawing_ && draw.started && !draw.finished; };
+  const auto actionable = [&] { return ready() || idle() || on_worker(); };
+  wait_hot(lock, actionable);
   while (!ready()) {
     if (idle()) {
       drive_parked(lock, draw, until, false);
-    } else if (!cv_.wait_until(lock, until, [&] { return ready() || idle(); })) {
+    } else if (on_worker()) {
+      take_over(lock, draw, until);
+    } else if (!cv_.wait_until(lock, until, actionable)) {
       break;
     }
     if (Clock::now() >= until) break;
@@ -220,7 +233,7 @@ void RehearsalEngine::run() {
   while (true) {
     worker_cv_.wait(lock, has_work);
     if (Draw* todo = next_draw()) {
-      execute_draw(lock, *todo);
+      worker_draw(lock, *todo);
       if (requests_back_to_back_) wait_hot(lock, has_work);
       continue;
     }
@@ -304,6 +317,47 @@ void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slo
     begin_draw(draw, false);
     return end_draw(draw);
   });
+}
+
+void RehearsalEngine::release_claim() {
+  if (!caller_claims_) return;  // the worker was woken for every draw requested meanwhile
+  caller_claims_ = false;
+  worker_cv_.notify_one();
+}
+
+void RehearsalEngine::worker_draw(std::unique_lock<std::mutex>& lock, Draw& slot) {
+  worker_drawing_ = true;
+  struct Owner {
+    bool& flag;
+    ~Owner() { flag = false; }  // mu_ is held again by then, on return and on a throw
+  } owner{worker_drawing_};
+  own_draw(lock, slot, [this](const Draw& draw) -> std::optional<size_t> {
+    if (is_small(draw.r)) {
+      begin_draw(draw, false);  // eager replies: nothing worth taking over
+    } else if (!begin_draw(draw, true) && !transport_->drive_fetch([this] { return take_over_.load(); })) {
+      return std::nullopt;
+    }
+    return end_draw(draw);
+  });
+}
+
+bool RehearsalEngine::take_over(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until) {
+  const uint64_t ticket = slot.ticket;
+  const auto ready = [&] { return slot.ticket != ticket || slot.finished; };
+  const auto parked = [&] { return parked_draw() == &slot; };
+  take_over_.store(true);
+  cv_.wait_until(lock, until, [&] { return ready() || parked(); });
+  take_over_.store(false);
+  if (ready() || !parked()) return ready();
+  const bool done = own_draw(lock, slot, [&](const Draw& draw) -> std::optional<size_t> {
+    if (!transport_->drive_fetch([&] { return Clock::now() >= until; })) return std::nullopt;
+    return end_draw(draw);
+  });
+  if (!done) {  // gave up at the deadline: the worker finishes it
+    drive_parked_ = true;
+    worker_cv_.notify_one();
+  }
+  return done;
 }
 
 void RehearsalEngine::start_inline(std::unique_lock<std::mutex>& lock, Draw& slot) {

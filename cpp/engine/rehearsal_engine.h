@@ -12,6 +12,15 @@
 // draws that somebody else waits for (close, checkpoint, the next draw). In training this
 // saves the worker's wake-up and its polling every step: on a box with fewer cores than
 // threads, CPU taken from the training step itself.
+//
+// A caller that waits for a large draw the worker is running takes it over: the worker
+// leaves it parked at its next poll and the caller finishes it. The worker runs at nice +5
+// so that it does not preempt the training thread; a caller waiting for it, with nothing
+// else to do, finishes the transfer at its own priority (with MPI the requester's polls
+// do the copying: single-copy reads happen inside them). A caller that waits for each
+// draw right after requesting it runs its draws itself, and request() then stops waking
+// the worker for them (caller_claims_) until a caller leaves one to it.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -120,6 +129,12 @@ class RehearsalEngine {
   static constexpr size_t kLocalInlineBytes = 16 * 1024;
 
   void run();
+  // Whether a draw of r rows is small: its replies travel without polling, so it may
+  // start on the caller of request() and park (see Transport::splittable_fetch_bytes).
+  bool is_small(uint32_t r) const {
+    const size_t split = transport_ ? transport_->splittable_fetch_bytes() : kLocalInlineBytes;
+    return r * buffer_->layout().sample_bytes() <= split;
+  }
   // The draw to start next (lowest ticket first, one at a time), or nullptr. mu_ held.
   Draw* next_draw();
   // The draw that is started but not finished and that nobody is moving on, or nullptr.
@@ -131,6 +146,13 @@ class RehearsalEngine {
   bool own_draw(std::unique_lock<std::mutex>& lock, Draw& slot, Step step);
   // Runs `slot` on the calling thread (mu_ held by `lock`, released meanwhile).
   void execute_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
+  // Runs `slot` on the worker; leaves it parked when a waiting caller takes it over.
+  void worker_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
+  // Hands draws that are waiting to start back to the worker (see caller_claims_). mu_ held.
+  void release_claim();
+  // Takes over the draw the worker is running (see worker_draw) and finishes it on the
+  // calling thread, until `until`; true when it completed. mu_ held by `lock`.
+  bool take_over(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until);
   // Starts `slot` on the caller of request() and leaves it parked unless it completes at once.
   void start_inline(std::unique_lock<std::mutex>& lock, Draw& slot);
   // Moves the parked `slot` on until it completes or `until` passes (polling at most
@@ -180,6 +202,11 @@ class RehearsalEngine {
   bool requests_back_to_back_ = false;  // the last two requests came within kBackToBack
   bool drawing_ = false;  // a thread is starting or moving on a draw (owns the transport's fetch)
   bool drive_parked_ = false;  // somebody waits for the parked draw: the worker finishes it
+  bool worker_drawing_ = false;  // the worker owns the draw in flight
+  // The last draw was run by a caller that waited for it right after requesting it: new
+  // draws are left to it (the worker is not woken for them) until a caller leaves one.
+  bool caller_claims_ = false;
+  std::atomic<bool> take_over_{false};  // a caller asks the worker to park its draw
   Clock::time_point draw_started_{};
 
   // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).

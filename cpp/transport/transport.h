@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "common/columns.h"
@@ -55,7 +56,8 @@ class Transport {
   // every request and runs `local_work`, then returns true if every reply is already in.
   // Otherwise the fetch stays open: poll_fetch() moves it on without blocking and returns
   // true once it is complete (replies in, or failed at `deadline`). Only for fetches of
-  // at most splittable_fetch_bytes(). One thread at a time
+  // at most splittable_fetch_bytes() when the caller leaves it open while doing other work
+  // (larger ones need polling while they move: drive_fetch() them). One thread at a time
   // may start or poll; requests, dest and replies must stay valid until it completes.
   // Fetches of at most this many row bytes may be split: their replies travel without
   // this side's help (small, eager messages), so an open fetch needs no polling to move.
@@ -66,6 +68,15 @@ class Transport {
     return true;
   }
   virtual bool poll_fetch() { return true; }
+  // Moves an open fetch on, with the engine's own polling policy, until it completes
+  // (true) or give_up() returns true (false: the fetch stays open, to be moved on later).
+  virtual bool drive_fetch(const std::function<bool()>& give_up) {
+    while (!poll_fetch()) {
+      if (give_up()) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  }
 
   // Answers peers' requests that are waiting, on the calling thread, when their replies
   // are small enough to go out without waiting; cheap when none is waiting. In lockstep

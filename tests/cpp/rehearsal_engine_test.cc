@@ -344,15 +344,16 @@ class StubTransport : public Transport {
 // A two-rank transport that splits small fetches: the peer's reply (rows whose ids are
 // -1000 - slot, label slot % kClasses, weight 0.5; the peer holds kPeerSize samples)
 // arrives when deliver() is called, and poll_fetch() completes the fetch after that, or
-// with kTimeout at the deadline. Unsplit fetches are answered at once. Records the threads
-// that start and poll fetches, and counts serve_waiting() calls.
+// with kTimeout at the deadline. Unsplit fetches, and large ones unless hold_large, are
+// answered at once. Records the threads that start and poll fetches, and counts
+// serve_waiting() calls.
 class SplitTransport : public Transport {
  public:
   static constexpr uint64_t kPeerSize = 100;
   int rank() const override { return 0; }
   int world_size() const override { return 2; }
   const char* name() const override { return "split-stub"; }
-  size_t splittable_fetch_bytes() const override { return 16 * 1024; }
+  size_t splittable_fetch_bytes() const override { return split_bytes.load(); }
   void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point,
              std::vector<PeerReply>& replies) override {
     std::lock_guard lock(mu_);
@@ -360,6 +361,13 @@ class SplitTransport : public Transport {
   }
   bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                    std::vector<PeerReply>& replies, const std::function<void()>& local_work) override {
+    size_t rows = 0;
+    for (const PeerRequest& r : requests) rows += r.count;
+    if (rows * kLayout.sample_bytes() > splittable_fetch_bytes() && !hold_large) {
+      local_work();
+      fetch(requests, dest, deadline, replies);
+      return true;
+    }
     {
       std::lock_guard lock(mu_);
       starter = std::this_thread::get_id();
@@ -400,7 +408,13 @@ class SplitTransport : public Transport {
     std::lock_guard lock(mu_);
     return last_poller;
   }
+  void clear_poller() {
+    std::lock_guard lock(mu_);
+    last_poller = std::thread::id();
+  }
   std::atomic<int> serves{0};
+  std::atomic<size_t> split_bytes{16 * 1024};
+  std::atomic<bool> hold_large{false};
 
  private:
   PeerReply answer(const PeerRequest& r, const Columns& dest) const {
@@ -502,6 +516,56 @@ TEST(RehearsalEngineTest, WorkerFinishesAParkedDrawThatANewDrawWaitsFor) {
   EXPECT_TRUE(engine.close());
 }
 
+// Makes the next draws of 3+ rows large (their replies held until deliver()), requests
+// one of 8 and returns once the worker has started it. The peer's size is learnt first.
+uint64_t large_draw_on_worker(SplitEngine& split) {
+  const uint64_t t0 = split.engine.request(2);
+  split.transport->deliver();
+  EXPECT_TRUE(split.engine.wait(t0, milliseconds(5000)));
+  split.transport->split_bytes = 2 * kLayout.sample_bytes();
+  split.transport->hold_large = true;
+  split.transport->clear_poller();
+  const uint64_t t1 = split.engine.request(8);
+  const auto deadline = Clock::now() + milliseconds(5000);
+  while (split.transport->starter_thread() == std::this_thread::get_id() && Clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_NE(split.transport->starter_thread(), std::this_thread::get_id()) << "the worker starts a large draw";
+  return t1;
+}
+
+TEST(RehearsalEngineTest, ACallerWaitingForTheWorkersDrawTakesItOver) {
+  SplitEngine split;
+  SplitTransport* transport = split.transport.get();
+  const uint64_t t = large_draw_on_worker(split);
+  const auto me = std::this_thread::get_id();
+  std::thread peer([&] {  // answers once this thread polls the fetch itself
+    const auto deadline = Clock::now() + milliseconds(5000);
+    while (transport->poller_thread() != me && Clock::now() < deadline) std::this_thread::yield();
+    transport->deliver();
+  });
+  ASSERT_TRUE(split.engine.wait(t, milliseconds(5000)));
+  peer.join();
+  EXPECT_EQ(transport->poller_thread(), me) << "the caller finished the draw";
+  EXPECT_EQ(split.engine.rows(t), 8u);
+  EXPECT_EQ(split.engine.stats().failed_requests, 0u);
+  EXPECT_TRUE(split.engine.close());
+}
+
+TEST(RehearsalEngineTest, ACallerThatGivesUpATakenOverDrawLeavesItToTheWorker) {
+  SplitEngine split;
+  SplitTransport* transport = split.transport.get();
+  const uint64_t t = large_draw_on_worker(split);
+  EXPECT_FALSE(split.engine.wait(t, milliseconds(30)));
+  transport->clear_poller();
+  transport->deliver();
+  EXPECT_TRUE(draws_reach(split.engine, 2)) << "nobody waits for it now";
+  EXPECT_NE(transport->poller_thread(), std::this_thread::get_id());
+  ASSERT_TRUE(split.engine.wait(t, milliseconds(5000)));
+  EXPECT_EQ(split.engine.rows(t), 8u);
+  EXPECT_EQ(split.engine.stats().failed_requests, 0u);
+  EXPECT_TRUE(split.engine.close());
+}
+
 TEST(RehearsalEngineTest, WaitOnAParkedDrawTimesOutAndTheDrawFailsAtItsDeadline) {
   SplitEngine split(milliseconds(200));  // the peer never answers
   RehearsalEngine& engine = split.engine;
@@ -549,6 +613,31 @@ TEST(RehearsalEngineTest, WaitAndRequestTimeOutWhileADrawIsStuck) {
   EXPECT_TRUE(engine.flush(milliseconds(5000)));
   EXPECT_EQ(buffer->size(), 20u);
   EXPECT_TRUE(engine.excluded_peers().empty());
+}
+
+TEST(RehearsalEngineTest, DrawsLeftToACallerThatWaitsAtOnceStillRunWhenItDoesNot) {
+  // A caller that runs its draws in wait() right after requesting them gets the next ones
+  // left to it (the worker is not woken); a caller that then only polls done(), or waits
+  // for a later draw, must still see them run.
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/false);
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(10);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(engine.wait(engine.request(4), options().timeout));
+  const uint64_t polled = engine.request(4);
+  const auto deadline = Clock::now() + milliseconds(5000);
+  while (!engine.done(polled) && Clock::now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(engine.done(polled));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(engine.wait(engine.request(4), options().timeout));
+  const uint64_t first = engine.request(4);
+  const uint64_t second = engine.request(4);
+  ASSERT_TRUE(engine.wait(second, options().timeout));
+  ASSERT_TRUE(engine.wait(first, options().timeout));
+  EXPECT_EQ(engine.rows(first), 4u);
+  EXPECT_EQ(engine.rows(second), 4u);
+  EXPECT_TRUE(engine.close());
 }
 
 TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {

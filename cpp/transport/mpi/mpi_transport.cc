@@ -204,11 +204,16 @@ void MpiTransport::fetch(const std::vector<PeerRequest>& requests, const Columns
 void MpiTransport::fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest,
                                     Clock::time_point deadline, std::vector<PeerReply>& replies,
                                     const std::function<void()>& local_work) {
-  if (start_fetch(requests, dest, deadline, replies, local_work)) return;
+  if (!start_fetch(requests, dest, deadline, replies, local_work)) drive_fetch([] { return false; });
+}
+
+bool MpiTransport::drive_fetch(const std::function<bool()>& give_up) {
   while (!poll_fetch()) {
+    if (give_up()) return false;
     serve_waiting();
     open_.backoff.pause();
   }
+  return true;
 }
 
 bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest,

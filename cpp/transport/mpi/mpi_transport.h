@@ -62,6 +62,7 @@ class MpiTransport final : public Transport {
   bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                    std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
   bool poll_fetch() override;
+  bool drive_fetch(const std::function<bool()>& give_up) override;
   void serve_waiting() override;
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
