@@ -5,9 +5,21 @@ Run under MPI (any number of ranks >= 2); rank 0 prints the table::
     mpiexec -n 2 python benchmarks/remote_fetch.py
     mpiexec -n 4 python benchmarks/remote_fetch.py --quick
 
-Every rank fills its buffer to capacity, then all ranks draw at the same time, so each
-draw is served by the peers' servers while their own draws run (as in training). A draw of
-r takes r * (1 - 1/n) rows from peers on average; the rest is a local copy.
+Two patterns (``--pattern``):
+    all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
+          each draw is served by the peers' servers while their own draws run (as in
+          training). A draw of r takes r * (1 - 1/n) rows from peers on average; the rest is
+          a local copy. The raw fetch does the same exchange.
+    one   rank 0 keeps an empty buffer and draws; the other ranks fill theirs and only serve
+          (their main threads sleep), so every drawn row is remote: a latency test, like
+          benchmarks/thallium_fetch.py. The raw fetch: rank 0 pulls the same bytes from one
+          peer at a time, which answers from a loop. Read its ratios on 2 ranks (with more,
+          a draw fans out to every peer at once while the raw pull stays one-to-one).
+
+Two raw baselines: ``raw`` re-sends one buffer of exactly the fetched bytes, which stays in
+the caches; ``cold`` sends from (and receives into) slices that rotate through buffers as
+large as the Reverie buffer and its two receive blocks, so it reads memory the way draws of
+random slots do. For 602 KB samples (77 MB per buffer) that is what separates the two.
 
 Columns (times are medians per rank, averaged over ranks; the machine may be shared, and
 medians shrug off the scheduler's hiccups):
@@ -17,12 +29,14 @@ medians shrug off the scheduler's hiccups):
     rem_MB/s       bytes that came from peers / draw_us: remote bytes only
     raw_us         raw MPI fetch of the same r * sample_bytes from one peer: a tiny request
                    (mpi4py Isend/Recv) answered by one contiguous numpy buffer (Send/Irecv),
-                   every rank requesting and serving at once, like the draws
+                   in the same pattern as the draws
     raw_MB/s       r * sample_bytes / raw_us
     bw_ratio       rev_MB/s / raw_MB/s (target >= 0.70 for 602 KB samples)
     rem_ratio      rem_MB/s / raw_MB/s (stricter: the local share counts as lost time)
     lat_ratio      draw_us / raw_us: a draw against a raw round trip moving the same bytes
                    (target <= 2 for small draws)
+    cold_us        the raw fetch from and into rotating slices of buffer-sized memory
+    cold_ratio     rev_MB/s / (r * sample_bytes / cold_us)
     eng_us         the engine's share of a draw (plan, local copy, fetch from peers, on its
                    worker thread), without the Python call and the thread hand-offs
     eng_ratio      eng_us / raw_us
@@ -57,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--r", type=int, nargs="+", default=[7, 28, 64], help="representatives per draw")
     p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case and method")
+    p.add_argument("--pattern", default="all", choices=["all", "one"], help="all ranks draw, or rank 0 alone")
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line on rank 0")
     return p.parse_args(argv)
 
@@ -83,12 +98,26 @@ def timed_loop(comm: MPI.Comm, step, iters: int) -> list[float]:
     return times
 
 
-def raw_fetch(comm: MPI.Comm, nbytes: int):
+class Slices:
+    """nbytes-long slices of a buffer of at least `pool` bytes, the next one on each call
+    (one slice, always the same, when pool <= nbytes)."""
+
+    def __init__(self, nbytes: int, pool: int, fill: int) -> None:
+        count = max(1, pool // nbytes)
+        self.buf = np.full(count * nbytes, fill, dtype=np.uint8)
+        self.views = [self.buf[i * nbytes : (i + 1) * nbytes] for i in range(count)]
+        self.i = 0
+
+    def next(self) -> np.ndarray:
+        self.i = (self.i + 1) % len(self.views)
+        return self.views[self.i]
+
+
+def raw_fetch(comm: MPI.Comm, nbytes: int, send_pool: int = 0, recv_pool: int = 0):
     """A raw pull of nbytes from one peer per call, every rank requesting and serving at
     once; the peer rotates over all others, as a draw's requests do."""
     rank, size = comm.Get_rank(), comm.Get_size()
-    send = np.full(nbytes, rank, dtype=np.uint8)
-    recv = np.empty(nbytes, dtype=np.uint8)
+    send, recv = Slices(nbytes, send_pool, rank), Slices(nbytes, recv_pool, 0)
     req_out, req_in = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
     shift = [1]
 
@@ -96,66 +125,114 @@ def raw_fetch(comm: MPI.Comm, nbytes: int):
         s = shift[0]
         shift[0] = s % (size - 1) + 1
         owner, requester = (rank + s) % size, (rank - s) % size
-        data = comm.Irecv(recv, source=owner, tag=DATA_TAG)
+        data = comm.Irecv(recv.next(), source=owner, tag=DATA_TAG)
         ask = comm.Isend(req_out, dest=owner, tag=REQUEST_TAG)
         comm.Recv(req_in, source=requester, tag=REQUEST_TAG)
-        comm.Send(send, dest=requester, tag=DATA_TAG)
+        comm.Send(send.next(), dest=requester, tag=DATA_TAG)
         ask.Wait()
         data.Wait()
 
     return fetch
 
 
-def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int) -> dict:
-    """Per r: Reverie draws and raw fetches of the same bytes, in alternating blocks (so a
-    shared machine's load drifts over both alike)."""
-    rank = comm.Get_rank()
-    out = {}
-    fields = {"x": (shape, torch.float32)}
-    batch = 16
-    rounds = 2 if args.quick else 5
-    with DistributedRehearsalBuffer(
+def raw_pull_one(
+    comm: MPI.Comm, nbytes: int, iters: int, send_pool: int = 0, recv_pool: int = 0
+) -> list[float]:
+    """Rank 0 pulls nbytes `iters` times, from peers 1..n-1 in turn; each peer answers
+    from a loop until rank 0 says stop. Returns rank 0's times (others: [])."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    send, recv = Slices(nbytes, send_pool, rank), Slices(nbytes, recv_pool, 0)
+    ask = np.zeros(1, dtype=np.int64)
+    times: list[float] = []
+    comm.Barrier()
+    if rank == 0:
+        for i in range(iters):
+            owner = i % (size - 1) + 1
+            t0 = time.perf_counter()
+            data = comm.Irecv(recv.next(), source=owner, tag=DATA_TAG)
+            comm.Send(ask, dest=owner, tag=REQUEST_TAG)
+            data.Wait()
+            times.append(time.perf_counter() - t0)
+        stop = np.full(1, -1, dtype=np.int64)
+        for owner in range(1, size):
+            comm.Send(stop, dest=owner, tag=REQUEST_TAG)
+    else:
+        while True:
+            comm.Recv(ask, source=0, tag=REQUEST_TAG)
+            if ask[0] < 0:
+                break
+            comm.Send(send.next(), dest=0, tag=DATA_TAG)
+    return times
+
+
+def idle_barrier(comm: MPI.Comm) -> None:
+    """A barrier that sleeps instead of spinning, so a rank that only serves leaves the
+    cores to the one measured (MPI's blocking barrier busy-polls)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(0.002)
+
+
+def fill(dbuf: DistributedRehearsalBuffer, shape: tuple[int, ...], capacity: int, value: float) -> None:
+    x = torch.full((16, *shape), value)
+    y = torch.zeros(16, dtype=torch.int64)
+    while len(dbuf) < capacity:
+        dbuf.add({"x": x}, y)
+        dbuf.flush()
+
+
+def new_buffer(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int):
+    return DistributedRehearsalBuffer(
         capacity,
-        fields,
-        candidates=batch,
+        {"x": (shape, torch.float32)},
+        candidates=16,
         seed=1,
         comm=comm,
         engine=args.engine,
         max_representatives=max(args.r),
         queue_depth=2,
-    ) as dbuf:
-        x = torch.full((batch, *shape), float(rank))
-        y = torch.zeros(batch, dtype=torch.int64)
-        while len(dbuf) < capacity:
-            dbuf.add({"x": x}, y)
-            dbuf.flush()
+    )
+
+
+def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, engine_times: list[float]) -> float:
+    """One draw of r, waited for; appends the engine's share to engine_times."""
+    before = dbuf.engine_stats()["fetch_s"]
+    t0 = time.perf_counter()
+    dbuf.get_remote_samples(r).wait()
+    t1 = time.perf_counter()
+    engine_times.append(dbuf.engine_stats()["fetch_s"] - before)
+    return t1 - t0
+
+
+def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int) -> dict:
+    """Pattern "all", per r: Reverie draws and raw fetches (hot and cold) of the same bytes,
+    in alternating blocks (so a shared machine's load drifts over all alike)."""
+    rank = comm.Get_rank()
+    out = {}
+    rounds = 2 if args.quick else 5
+    with new_buffer(comm, args, shape, capacity) as dbuf:
+        fill(dbuf, shape, capacity, float(rank))
         comm.Barrier()
         dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         sample_bytes = dbuf.schema.sample_bytes
         for r in args.r:
             engine_times: list[float] = []
-
-            def draw(r=r):
-                dbuf.get_remote_samples(r).wait()
-
-            def draw_traced(r=r, engine_times=engine_times):
-                before = dbuf.engine_stats()["fetch_s"]
-                t0 = time.perf_counter()
-                dbuf.get_remote_samples(r).wait()
-                t1 = time.perf_counter()
-                engine_times.append(dbuf.engine_stats()["fetch_s"] - before)
-                return t1 - t0
-
-            raw = raw_fetch(comm, r * sample_bytes)
+            nbytes = r * sample_bytes
+            raw = raw_fetch(comm, nbytes)
+            cold = raw_fetch(comm, nbytes, send_pool=capacity * sample_bytes, recv_pool=2 * nbytes)
             lo, hi = (3, 20) if args.quick else (10, 5000)
-            n_draw = agreed_iterations(comm, draw, args.seconds / rounds, lo, hi)
+            n_draw = agreed_iterations(
+                comm, lambda r=r: dbuf.get_remote_samples(r).wait(), args.seconds / rounds, lo, hi
+            )
             n_raw = agreed_iterations(comm, raw, args.seconds / rounds, lo, hi)
+            n_cold = agreed_iterations(comm, cold, args.seconds / rounds, lo, hi)
             before = dbuf.engine_stats()
-            draw_times, raw_times = [], []
+            draw_times, raw_times, cold_times = [], [], []
             for _ in range(rounds):
                 comm.Barrier()
-                draw_times += [draw_traced() for _ in range(n_draw)]
+                draw_times += [traced_draw(dbuf, r, engine_times) for _ in range(n_draw)]
                 raw_times += timed_loop(comm, raw, n_raw)
+                cold_times += timed_loop(comm, cold, n_cold)
             after = dbuf.engine_stats()
             draws = after["draws"] - before["draws"]
             rows = after["rows_drawn"] - before["rows_drawn"]
@@ -164,10 +241,59 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
                 "draw_s": statistics.median(draw_times),
                 "engine_s": statistics.median(engine_times),
                 "raw_s": statistics.median(raw_times),
+                "cold_s": statistics.median(cold_times),
                 "remote": remote_rows / max(rows, 1),
                 "remote_bytes": remote_rows * sample_bytes / max(draws, 1),
             }
         comm.Barrier()
+    return out
+
+
+def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int) -> dict:
+    """Pattern "one", per r: rank 0 draws from an empty buffer (every row remote) while the
+    others only serve, then pulls the same bytes raw, hot and cold, in alternating blocks.
+    Results on rank 0 (the others report the same numbers, received from it)."""
+    rank = comm.Get_rank()
+    out = {}
+    rounds = 2 if args.quick else 5
+    iters = 20 if args.quick else 200
+    with new_buffer(comm, args, shape, capacity) as dbuf:
+        if rank != 0:
+            fill(dbuf, shape, capacity, float(rank))
+        idle_barrier(comm)
+        sample_bytes = dbuf.schema.sample_bytes
+        if rank == 0:
+            dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
+        for r in args.r:
+            nbytes = r * sample_bytes
+            engine_times: list[float] = []
+            draw_times, raw_times, cold_times = [], [], []
+            before = dbuf.engine_stats()
+            for _ in range(rounds):
+                if rank == 0:
+                    for _ in range(3):
+                        dbuf.get_remote_samples(r).wait()
+                    stop = time.perf_counter() + args.seconds / rounds
+                    while time.perf_counter() < stop or len(draw_times) < 10:
+                        draw_times.append(traced_draw(dbuf, r, engine_times))
+                idle_barrier(comm)
+                raw_times += raw_pull_one(comm, nbytes, iters)
+                cold_times += raw_pull_one(comm, nbytes, iters, capacity * sample_bytes, 2 * nbytes)
+            res = None
+            if rank == 0:
+                after = dbuf.engine_stats()
+                rows = after["rows_drawn"] - before["rows_drawn"]
+                remote_rows = after["rows_remote"] - before["rows_remote"]
+                res = {
+                    "draw_s": statistics.median(draw_times),
+                    "engine_s": statistics.median(engine_times),
+                    "raw_s": statistics.median(raw_times),
+                    "cold_s": statistics.median(cold_times),
+                    "remote": remote_rows / max(rows, 1),
+                    "remote_bytes": remote_rows * sample_bytes / max(after["draws"] - before["draws"], 1),
+                }
+            out[r] = comm.bcast(res, root=0)
+        idle_barrier(comm)
     return out
 
 
@@ -208,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sizes:
         shape = SHAPES[name]
         capacity = max(2 * max(args.r), 16) if args.quick else 128
-        res = bench_size(comm, args, shape, capacity)
+        res = (bench_size if args.pattern == "all" else bench_size_one)(comm, args, shape, capacity)
         sample_bytes = int(np.prod(shape)) * 4 + 12
         for r in args.r:
             draw_s = comm.allreduce(res[r]["draw_s"], op=MPI.SUM) / size
@@ -216,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             remote_bytes = comm.allreduce(res[r]["remote_bytes"], op=MPI.SUM) / size
             raw_s = comm.allreduce(res[r]["raw_s"], op=MPI.SUM) / size
             engine_s = comm.allreduce(res[r]["engine_s"], op=MPI.SUM) / size
+            cold_s = comm.allreduce(res[r]["cold_s"], op=MPI.SUM) / size
             rev_bw = r * sample_bytes / draw_s / 1e6
             rem_bw = remote_bytes / draw_s / 1e6
             raw_bw = r * sample_bytes / raw_s / 1e6
@@ -232,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bw_ratio": rev_bw / raw_bw,
                     "rem_ratio": rem_bw / raw_bw,
                     "lat_ratio": draw_s / raw_s,
+                    "cold_us": cold_s * 1e6,
+                    "cold_ratio": cold_s / draw_s,
                     "eng_us": engine_s * 1e6,
                     "eng_ratio": engine_s / raw_s,
                     "rtt_us": rtt * 1e6,
@@ -239,19 +368,21 @@ def main(argv: list[str] | None = None) -> int:
             )
     if rank == 0:
         print(
-            f"remote_fetch: {size} ranks, engine={args.engine}, MPI: {MPI.Get_library_version().splitlines()[0]}"
+            f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={args.engine}, "
+            f"MPI: {MPI.Get_library_version().splitlines()[0]}"
         )
         header = (
             f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
             f"{'raw_us':>9} {'raw_MB/s':>9} {'bw_ratio':>8} {'rem_ratio':>9} {'lat_ratio':>9} "
-            f"{'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7}"
+            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7}"
         )
         print(header)
         for row in rows:
             print(
                 f"{row['sample']:>7} {row['r']:>3} {row['draw_us']:>9.1f} {row['remote']:>6.2f} "
                 f"{row['rev_MBps']:>9.0f} {row['rem_MBps']:>9.0f} {row['raw_us']:>9.1f} {row['raw_MBps']:>9.0f} "
-                f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} {row['eng_us']:>8.1f} "
+                f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} "
+                f"{row['cold_us']:>9.1f} {row['cold_ratio']:>10.2f} {row['eng_us']:>8.1f} "
                 f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f}"
             )
         if args.json:

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/remote_fetch.py: runs under mpiexec -n 2 --quick, prints its table."""
+"""Smoke test of benchmarks/remote_fetch.py: runs under mpiexec -n 2 --quick, in both
+patterns, and prints its table."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         "bw_ratio",
         "rem_ratio",
         "lat_ratio",
+        "cold_ratio",
         "eng_ratio",
         "remote",
         "rtt_us",
@@ -25,3 +27,14 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
     for row in rows:
         assert row["bw_ratio"] > 0 and row["lat_ratio"] > 0
         assert 0 < row["remote"] <= 1
+
+
+def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
+    require_engine("mpi")
+    proc = mpirun(2, "benchmarks/remote_fetch.py", "--quick", "--json", "--pattern", "one")
+    rows = result_line(proc, prefix="JSON ")
+    assert "pattern=one" in proc.stdout
+    assert {row["sample"] for row in rows} == {"12KB", "602KB"}
+    for row in rows:
+        assert row["remote"] == 1.0  # rank 0's buffer is empty
+        assert row["lat_ratio"] > 0 and row["cold_ratio"] > 0
