@@ -68,7 +68,7 @@ class Transport {
     return true;
   }
   virtual bool poll_fetch() { return true; }
-  // Moves an open fetch on, with the engine's own polling policy, until it completes
+  // Moves an open fetch on, with the transport's own polling policy, until it completes
   // (true) or give_up() returns true (false: the fetch stays open, to be moved on later).
   virtual bool drive_fetch(const std::function<bool()>& give_up) {
     while (!poll_fetch()) {

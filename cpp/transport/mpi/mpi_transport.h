@@ -17,9 +17,10 @@
 // ~3x slower than one message per row). A row past the eager limit moves by rendezvous
 // anyway, so as its own message it only skips the owner's packing copy: for 602 KB rows
 // that halved the transfer time, and for 12 KB rows a draw of 28 took 40 instead of 54 us
-// (2 ranks); rows under the limit are cheaper packed than sent one message each. The requester posts every receive before
-// sending the request, sized exactly (a longer message is an error, never an overrun),
-// and withdraws the payload receives when the reply is an error.
+// (2 ranks); rows under the limit are cheaper packed than sent one message each. The
+// requester posts every receive before sending the request, sized exactly (a longer
+// message is an error, never an overrun), and withdraws the payload receives when the
+// reply is an error.
 #include <mpi.h>
 
 #include <algorithm>
@@ -68,7 +69,6 @@ class MpiTransport final : public Transport {
   void abandon() override { stop_server(); }
 
   uint64_t requests_served() const { return served_.load(); }
-  size_t eager_bytes() const { return eager_bytes_; }
 
   // Test hook (fault tests only): sends `bytes` verbatim as a request to `peer`'s server and
   // waits until `deadline` for its reply, on the tag of the id in the header or, for a
