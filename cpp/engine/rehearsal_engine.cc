@@ -151,7 +151,7 @@ uint64_t RehearsalEngine::request(uint32_t r) {
     drive_parked_ = true;  // the new draw (and maybe its receive block) waits for it
     worker_cv_.notify_one();
   }
-  if (next_draw() != nullptr) release_claim();  // a draw nobody runs yet: the worker's now
+  release_claim();
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
     throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
   draw = Draw{next_ticket_, r, true, false, false, 0};
@@ -174,7 +174,7 @@ bool RehearsalEngine::done(uint64_t ticket) {
   Draw& draw = draws_[ticket % 2];
   if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
   if (parked_draw() == &draw) drive_parked(lock, draw, Clock::now(), true);
-  if (next_draw() != nullptr) release_claim();
+  release_claim();
   return draw.ticket == ticket && draw.finished;
 }
 
@@ -191,7 +191,7 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
     execute_draw(lock, draw);
     return true;
   }
-  if (next_draw() != nullptr) release_claim();
+  release_claim();
   const auto until = Clock::now() + timeout;
   const auto ready = [&] { return draw.ticket != ticket || draw.finished; };
   // A parked draw nobody moves on is this caller's to finish (it may become parked while
@@ -204,7 +204,7 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
     if (idle()) {
       drive_parked(lock, draw, until, false);
     } else if (on_worker()) {
-      take_over(lock, draw, until);
+      ask_worker_to_park(lock, draw, until);
     } else if (!cv_.wait_until(lock, until, actionable)) {
       break;
     }
@@ -320,7 +320,8 @@ void RehearsalEngine::execute_draw(std::unique_lock<std::mutex>& lock, Draw& slo
 }
 
 void RehearsalEngine::release_claim() {
-  if (!caller_claims_) return;  // the worker was woken for every draw requested meanwhile
+  // Without a claim the worker was woken for every draw requested meanwhile.
+  if (!caller_claims_ || next_draw() == nullptr) return;
   caller_claims_ = false;
   worker_cv_.notify_one();
 }
@@ -341,23 +342,11 @@ void RehearsalEngine::worker_draw(std::unique_lock<std::mutex>& lock, Draw& slot
   });
 }
 
-bool RehearsalEngine::take_over(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until) {
+void RehearsalEngine::ask_worker_to_park(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until) {
   const uint64_t ticket = slot.ticket;
-  const auto ready = [&] { return slot.ticket != ticket || slot.finished; };
-  const auto parked = [&] { return parked_draw() == &slot; };
   take_over_.store(true);
-  cv_.wait_until(lock, until, [&] { return ready() || parked(); });
+  cv_.wait_until(lock, until, [&] { return slot.ticket != ticket || slot.finished || parked_draw() == &slot; });
   take_over_.store(false);
-  if (ready() || !parked()) return ready();
-  const bool done = own_draw(lock, slot, [&](const Draw& draw) -> std::optional<size_t> {
-    if (!transport_->drive_fetch([&] { return Clock::now() >= until; })) return std::nullopt;
-    return end_draw(draw);
-  });
-  if (!done) {  // gave up at the deadline: the worker finishes it
-    drive_parked_ = true;
-    worker_cv_.notify_one();
-  }
-  return done;
 }
 
 void RehearsalEngine::start_inline(std::unique_lock<std::mutex>& lock, Draw& slot) {
@@ -369,15 +358,25 @@ void RehearsalEngine::start_inline(std::unique_lock<std::mutex>& lock, Draw& slo
 
 bool RehearsalEngine::drive_parked(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until,
                                    bool once) {
-  return own_draw(lock, slot, [&](const Draw& draw) -> std::optional<size_t> {
+  const bool small = is_small(slot.r);
+  const bool done = own_draw(lock, slot, [&](const Draw& draw) -> std::optional<size_t> {
+    if (once) return transport_->poll_fetch() ? std::optional(end_draw(draw)) : std::nullopt;
+    const auto give_up = [&] { return Clock::now() >= until; };
+    if (!small) return transport_->drive_fetch(give_up) ? std::optional(end_draw(draw)) : std::nullopt;
+    // A small draw's replies are eager: poll for the step held up by it, hot and then gently.
     Backoff backoff(kParkedMaxSleep, kParkedSpin);
     while (!transport_->poll_fetch()) {
-      if (once || Clock::now() >= until) return std::nullopt;
+      if (give_up()) return std::nullopt;
       transport_->serve_waiting();
       backoff.pause();
     }
     return end_draw(draw);
   });
+  if (!done && !small) {  // a large transfer moves only while polled: the worker goes on with it
+    drive_parked_ = true;
+    worker_cv_.notify_one();
+  }
+  return done;
 }
 
 bool RehearsalEngine::apply_insert(size_t block, bool try_only) {

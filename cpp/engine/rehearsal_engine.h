@@ -150,13 +150,14 @@ class RehearsalEngine {
   void worker_draw(std::unique_lock<std::mutex>& lock, Draw& slot);
   // Hands draws that are waiting to start back to the worker (see caller_claims_). mu_ held.
   void release_claim();
-  // Takes over the draw the worker is running (see worker_draw) and finishes it on the
-  // calling thread, until `until`; true when it completed. mu_ held by `lock`.
-  bool take_over(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until);
+  // Asks the worker to park the draw it is running (see worker_draw), so that the caller
+  // can finish it; waits until it is parked or finished, or `until`. mu_ held by `lock`.
+  void ask_worker_to_park(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until);
   // Starts `slot` on the caller of request() and leaves it parked unless it completes at once.
   void start_inline(std::unique_lock<std::mutex>& lock, Draw& slot);
   // Moves the parked `slot` on until it completes or `until` passes (polling at most
-  // once when `once`); true when it completed.
+  // once when `once`); true when it completed. A large draw left unfinished goes back to
+  // the worker: its transfer moves only while somebody polls.
   bool drive_parked(std::unique_lock<std::mutex>& lock, Draw& slot, Clock::time_point until, bool once);
   // Plans the draw, sends its requests and copies its local rows; with `split`, returns
   // before the replies are in (false: poll the transport until it completes).

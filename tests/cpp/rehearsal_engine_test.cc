@@ -440,17 +440,23 @@ class SplitTransport : public Transport {
   std::thread::id last_poller;
 };
 
-// An engine over a SplitTransport, its buffer holding 10 samples (ids 0-9).
-struct SplitEngine {
-  explicit SplitEngine(milliseconds timeout = milliseconds(5000))
-      : buffer(make_buffer()), transport(std::make_shared<SplitTransport>()), engine(buffer, transport, options(timeout)) {
-    Rows rows(10);
+// An engine over a stub transport, its buffer holding 10 samples (ids 0-9).
+template <typename StubT>
+struct EngineOver {
+  explicit EngineOver(std::shared_ptr<StubT> stub, milliseconds timeout = milliseconds(5000))
+      : buffer(make_buffer()), transport(std::move(stub)), engine(buffer, transport, options(timeout)) {
     engine.add(rows.in());
     EXPECT_TRUE(engine.flush(milliseconds(5000)));
   }
+  Rows rows{10};
   std::shared_ptr<LocalBuffer> buffer;
-  std::shared_ptr<SplitTransport> transport;
+  std::shared_ptr<StubT> transport;
   RehearsalEngine engine;
+};
+
+struct SplitEngine : EngineOver<SplitTransport> {
+  explicit SplitEngine(milliseconds timeout = milliseconds(5000))
+      : EngineOver(std::make_shared<SplitTransport>(), timeout) {}
 };
 
 // Polls (yielding, bounded) until the engine has finished `n` draws, without calling
@@ -588,12 +594,9 @@ TEST(RehearsalEngineTest, CloseFinishesAParkedDraw) {
 }
 
 TEST(RehearsalEngineTest, WaitAndRequestTimeOutWhileADrawIsStuck) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/true);
-  RehearsalEngine engine(buffer, transport, options(milliseconds(100)));
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/true),
+                                 milliseconds(100));
+  auto& [rows, buffer, transport, engine] = stub;
   const uint64_t t0 = engine.request(4);
   transport->wait_for_fetch();  // the worker is inside t0's fetch
   EXPECT_FALSE(engine.wait(t0, milliseconds(30)));
@@ -619,12 +622,8 @@ TEST(RehearsalEngineTest, DrawsLeftToACallerThatWaitsAtOnceStillRunWhenItDoesNot
   // A caller that runs its draws in wait() right after requesting them gets the next ones
   // left to it (the worker is not woken); a caller that then only polls done(), or waits
   // for a later draw, must still see them run.
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/false);
-  RehearsalEngine engine(buffer, transport, options());
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kOk, /*block=*/false));
+  RehearsalEngine& engine = stub.engine;
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(engine.wait(engine.request(4), options().timeout));
   const uint64_t polled = engine.request(4);
   const auto deadline = Clock::now() + milliseconds(5000);
@@ -641,12 +640,8 @@ TEST(RehearsalEngineTest, DrawsLeftToACallerThatWaitsAtOnceStillRunWhenItDoesNot
 }
 
 TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {
-  auto buffer = make_buffer();
-  auto transport = std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false);
-  RehearsalEngine engine(buffer, transport, options());
-  Rows rows(10);
-  engine.add(rows.in());
-  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false));
+  RehearsalEngine& engine = stub.engine;
   const uint64_t t = engine.request(4);
   ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
   EXPECT_EQ(engine.rows(t), 4u);  // the local rows still arrive
