@@ -204,6 +204,18 @@ def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, engine_times: list[flo
     return t1 - t0
 
 
+def case_result(times: dict[str, list[float]], before: dict, after: dict, sample_bytes: int) -> dict:
+    """One case: the median of each list of times (s), keyed "<name>_s", and what share of
+    the drawn rows came from peers, from the engine counters before and after."""
+    rows = after["rows_drawn"] - before["rows_drawn"]
+    remote_rows = after["rows_remote"] - before["rows_remote"]
+    draws = after["draws"] - before["draws"]
+    out = {f"{name}_s": statistics.median(values) for name, values in times.items()}
+    out["remote"] = remote_rows / max(rows, 1)
+    out["remote_bytes"] = remote_rows * sample_bytes / max(draws, 1)
+    return out
+
+
 def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...], capacity: int) -> dict:
     """Pattern "all", per r: Reverie draws and raw fetches (hot and cold) of the same bytes,
     in alternating blocks (so a shared machine's load drifts over all alike)."""
@@ -233,18 +245,8 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
                 draw_times += [traced_draw(dbuf, r, engine_times) for _ in range(n_draw)]
                 raw_times += timed_loop(comm, raw, n_raw)
                 cold_times += timed_loop(comm, cold, n_cold)
-            after = dbuf.engine_stats()
-            draws = after["draws"] - before["draws"]
-            rows = after["rows_drawn"] - before["rows_drawn"]
-            remote_rows = after["rows_remote"] - before["rows_remote"]
-            out[r] = {
-                "draw_s": statistics.median(draw_times),
-                "engine_s": statistics.median(engine_times),
-                "raw_s": statistics.median(raw_times),
-                "cold_s": statistics.median(cold_times),
-                "remote": remote_rows / max(rows, 1),
-                "remote_bytes": remote_rows * sample_bytes / max(draws, 1),
-            }
+            times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
+            out[r] = case_result(times, before, dbuf.engine_stats(), sample_bytes)
         comm.Barrier()
     return out
 
@@ -281,17 +283,8 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                 cold_times += raw_pull_one(comm, nbytes, iters, capacity * sample_bytes, 2 * nbytes)
             res = None
             if rank == 0:
-                after = dbuf.engine_stats()
-                rows = after["rows_drawn"] - before["rows_drawn"]
-                remote_rows = after["rows_remote"] - before["rows_remote"]
-                res = {
-                    "draw_s": statistics.median(draw_times),
-                    "engine_s": statistics.median(engine_times),
-                    "raw_s": statistics.median(raw_times),
-                    "cold_s": statistics.median(cold_times),
-                    "remote": remote_rows / max(rows, 1),
-                    "remote_bytes": remote_rows * sample_bytes / max(after["draws"] - before["draws"], 1),
-                }
+                times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
+                res = case_result(times, before, dbuf.engine_stats(), sample_bytes)
             out[r] = comm.bcast(res, root=0)
         idle_barrier(comm)
     return out
