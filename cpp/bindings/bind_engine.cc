@@ -110,6 +110,13 @@ void bind_transports(py::module_& m) {
                              "Draws of at most this many row bytes start on the caller (MPI: the eager limit).");
 #ifdef REVERIE_HAVE_MPI
   m.attr("HAVE_MPI") = true;
+  transport.def_property_readonly(
+      "gathers_rows",
+      [](Transport& t) -> py::object {
+        auto* mpi = dynamic_cast<MpiTransport*>(&t);
+        return mpi == nullptr ? py::object(py::none()) : py::object(py::bool_(mpi->gathers_rows()));
+      },
+      "MPI engine: whether each field's rows go as one message read in place (else None).");
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
   transport.def(
       "send_raw_request",

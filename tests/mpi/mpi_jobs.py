@@ -35,12 +35,15 @@ def require_engine(engine: str) -> None:
         pytest.skip("Reverie built without Thallium")
 
 
-def mpirun(n: int, script: str, *args: str, timeout: float = LAUNCH_TIMEOUT) -> subprocess.CompletedProcess:
-    """Runs `script` (a path relative to the repository) on n ranks; never hangs past timeout."""
+def mpirun(
+    n: int, script: str, *args: str, timeout: float = LAUNCH_TIMEOUT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Runs `script` (a path relative to the repository) on n ranks, with `env` added to the
+    environment; never hangs past timeout."""
     mpiexec = find_mpiexec()
     assert mpiexec is not None
     cmd = [mpiexec, "-n", str(n), sys.executable, str(REPO / script), *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     try:
         return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:

@@ -31,6 +31,7 @@ COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
 ID_BASE = 1_000_000  # global sample id: rank * ID_BASE + insertion number (exact in float32)
 TIMEOUT = 20.0
+GATHER_ROWS = 32  # MpiTransport::kGatherRows: rows per payload message when the library gathers
 
 # Layouts for the correctness checks: one 12 KB field (past MPICH's 8 KiB eager limit, so
 # one message per row), a tiny one (rows packed into one message), and three fields of
@@ -137,7 +138,7 @@ def scenario_correct(engine: str) -> dict:
     out = {}
     for layout in LAYOUTS:
         total: dict[str, int] = {}
-        with new_buffer(engine, 120, LAYOUTS[layout], max_representatives=32) as dbuf:
+        with new_buffer(engine, 120, LAYOUTS[layout], max_representatives=64) as dbuf:
             inserted = 0
             for step in range(40):  # 40 x 16 = 640 offers into 120 slots: constant replacement
                 fields, labels, weights = make_batch(layout, inserted, 16)
@@ -148,14 +149,18 @@ def scenario_correct(engine: str) -> dict:
             COMM.Barrier()
             dbuf.get_remote_samples(1).wait()  # learn the final sizes
             COMM.Barrier()
-            short, remote = 0, 0
+            short, remote, past_one_message = 0, 0, 0
             global_size = dbuf.global_size()
-            for r in (1, 7, 32, 32, 32):
+            for r in (1, 7, 32) + (64,) * 10:
                 batch = dbuf.get_remote_samples(r).wait()
                 short += int(len(batch) != min(r, global_size))
                 remote += int((batch.ranks != RANK).sum())
+                from_peers = torch.bincount(batch.ranks[batch.ranks != RANK], minlength=SIZE)
+                past_one_message += int((from_peers > GATHER_ROWS).any())
                 merge(total, check_draw(layout, batch))
             total.update(short=short, remote=remote, size=len(dbuf), global_size=global_size)
+            # MPI engine: one message carries at most GATHER_ROWS rows of a peer (None: other engines)
+            total.update(past_one_message=past_one_message, gathers_rows=dbuf._transport.gathers_rows)
             total["failed_requests"] = int(dbuf.engine_stats()["failed_requests"])
         out[layout] = total
     return out
@@ -267,10 +272,11 @@ def scenario_bad_requests(engine: str) -> dict:
                     continue
                 row["got"] = reply["status"].name
                 row["anonymous"] = reply.get("anonymous")  # None: the engine has no such notion
-                row.update({k: reply.get(k) for k in ("request_id", "owner_size", "count", "payload_bytes")})
+                row.update({k: reply.get(k) for k in ("request_id", "owner_size", "count", "payload_bytes", "payload_messages")})
                 out[name] = row
             out["owner_size"] = n
             out["row_bytes"] = dbuf.schema.field_bytes[0]
+            out["gathers_rows"] = transport.gathers_rows
         COMM.Barrier()  # every server has answered every bad request
         dbuf.get_remote_samples(1).wait()
         COMM.Barrier()

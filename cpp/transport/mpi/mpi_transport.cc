@@ -9,7 +9,7 @@
 
 #include "common/backoff.h"
 #include "common/thread_name.h"
-#include "transport/mpi/eager_limit.h"
+#include "transport/mpi/shm_protocol.h"
 
 namespace reverie {
 namespace {
@@ -122,11 +122,11 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   if (level < MPI_THREAD_MULTIPLE)
     throw std::runtime_error("engine='mpi': MPI must be initialised with MPI_THREAD_MULTIPLE (got level " +
                              std::to_string(level) + "); set mpi4py.rc.thread_level = 'multiple'");
-  eager_bytes_ = shm_eager_bytes();
   check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  agree_on_protocol();
 
   const SampleLayout& layout = buffer_->layout();
   const uint32_t max_rows = options_.max_rows;
@@ -141,16 +141,27 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
 
   size_t packed = 0;
   for (size_t f = 0; f < layout.num_fields(); ++f)
-    if (!row_messages(f)) packed += layout.row_bytes(f) * max_rows;
+    if (rows_per_message(f) == SIZE_MAX) packed += layout.row_bytes(f) * max_rows;
   server_request_.resize(wire::request_bytes(max_rows));
   server_reply_.resize(reply_message_bytes(max_rows));
   server_packed_.resize(packed);
+  server_displs_.reserve(max_rows);
   server_sends_.reserve(1 + payload_messages(max_rows));
   last_request_.assign(size_, Clock::now() - kBurstGap);
   server_ = std::thread([this] { serve_loop(); });
 }
 
 MpiTransport::~MpiTransport() { stop_server(); }
+
+// Every rank must pick the same reply messages: the most cautious protocol of any rank
+// (the limits come from each process's environment).
+void MpiTransport::agree_on_protocol() {
+  const ShmProtocol mine = shm_protocol();
+  int64_t agreed[2] = {static_cast<int64_t>(mine.eager_bytes), mine.gathers_in_place ? 1 : 0};
+  check(MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_INT64_T, MPI_MIN, comm_), "MPI_Allreduce(protocol)");
+  eager_bytes_ = static_cast<size_t>(agreed[0]);
+  gather_rows_ = agreed[1] != 0;
+}
 
 void MpiTransport::stop_server() {
   stop_.store(true);
@@ -187,12 +198,13 @@ void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Colum
   const int tag = payload_tag(id);
   for (size_t f = 0; f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
-    const uint32_t messages = row_messages(f) ? req.count : 1;
-    const size_t bytes = rb * (req.count / messages);
-    for (uint32_t m = 0; m < messages; ++m)
-      check(MPI_Irecv(dest.at(layout, f, req.first_row + m), static_cast<int>(bytes), MPI_BYTE, req.peer, tag, comm_,
-                      out++),
+    const size_t per = rows_per_message(f);
+    for (size_t first = 0; first < req.count; first += per) {
+      const size_t rows = std::min<size_t>(per, req.count - first);
+      check(MPI_Irecv(dest.at(layout, f, req.first_row + first), static_cast<int>(rb * rows), MPI_BYTE, req.peer, tag,
+                      comm_, out++),
             "MPI_Irecv(payload)");
+    }
   }
 }
 
@@ -484,7 +496,11 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   std::byte* packed = server_packed_.data();
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
-    if (row_messages(f)) {
+    if (gather_rows_) {
+      send_gathered(dest, tag, req, *slots_from, f);
+      continue;
+    }
+    if (rows_per_message(f) == 1) {
       // Straight from the slots: the caller holds the buffer's reader lock until the sends complete.
       for (uint32_t i = 0; i < rows; ++i) {
         server_sends_.push_back(MPI_REQUEST_NULL);
@@ -522,6 +538,29 @@ void MpiTransport::send_reply(int dest, const wire::DecodedRequest& req, wire::S
   std::fprintf(stderr, "reverie: rank %d: reply to rank %d %s; dropping it\n", rank_, dest,
                done < 0 ? "failed" : "timed out");
   withdraw(server_sends_.data(), server_sends_.size());
+}
+
+// The library reads the rows in place (gather_rows_), like a bulk transfer from a list of
+// segments. The caller holds the buffer's reader lock until the sends complete; a datatype
+// may be freed while a send that uses it is still open.
+void MpiTransport::send_gathered(int dest, int tag, const wire::DecodedRequest& req, const Columns& slots_from,
+                                 size_t f) {
+  const SampleLayout& layout = buffer_->layout();
+  const size_t rb = layout.row_bytes(f);
+  const std::byte* column = slots_from.at(layout, f, 0);
+  for (size_t first = 0; first < req.count; first += kGatherRows) {
+    const size_t rows = std::min<size_t>(kGatherRows, req.count - first);
+    server_displs_.resize(rows);
+    for (size_t i = 0; i < rows; ++i) server_displs_[i] = static_cast<MPI_Aint>(req.slots[first + i] * rb);
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    server_sends_.push_back(MPI_REQUEST_NULL);
+    if (MPI_Type_create_hindexed_block(static_cast<int>(rows), static_cast<int>(rb), server_displs_.data(), MPI_BYTE,
+                                       &type) != MPI_SUCCESS)
+      return;  // no payload: the requester's receive times out and the draw fails cleanly
+    if (MPI_Type_commit(&type) == MPI_SUCCESS)
+      MPI_Isend(column, 1, type, dest, tag, comm_, &server_sends_.back());
+    MPI_Type_free(&type);
+  }
 }
 
 std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, const std::vector<std::byte>& bytes,

@@ -7,18 +7,22 @@
 //   requester -> owner  request tag:  wire::RequestHeader + slots
 //   owner -> requester  header tag:   wire::Reply, then count labels (int64) and count
 //                                     weights (float32) of the rows that follow
-//   owner -> requester  payload tag:  per field, in field order: one message per row when
-//                                     the field's rows are past the eager limit (sent
-//                                     straight from the slots), else one message of the
-//                                     rows packed
-// Every message is contiguous on both sides: MPI libraries move large contiguous messages
-// with single-copy (CMA/XPMEM) or RDMA, while derived datatypes fall back to chunked
-// pipelines (with MPICH over shared memory, a send-side hindexed type over the slots was
-// ~3x slower than one message per row). A row past the eager limit moves by rendezvous
-// anyway, so as its own message it only skips the owner's packing copy: for 602 KB rows
-// that halved the transfer time, and for 12 KB rows a draw of 28 took 40 instead of 54 us
-// (2 ranks); rows under the limit are cheaper packed than sent one message each. The
-// requester posts every receive before sending the request, sized exactly (a longer
+//   owner -> requester  payload tag:  per field, in field order: one message of the rows,
+//                                     read straight from the slots where the library
+//                                     gathers in place (MPICH's CMA, see shm_protocol.h);
+//                                     elsewhere one message per row when the field's rows
+//                                     are past the eager limit (sent straight from the
+//                                     slots), else one message of the rows packed
+// The requester receives every message contiguously, straight into its destination rows.
+// With MPICH over shared memory a send-side hindexed type over the slots is one
+// process_vm_readv of all rows: 12 KB rows, r = 28, one-way took 40 us against 82 us as
+// one message per row (every row its own rendezvous), and 602 KB rows 1.75 ms against
+// 1.85-1.92 ms. Only the sender's side may scatter: with both sides non-contiguous MPICH
+// reads into a bounce buffer and unpacks (2x slower). Libraries that pack a scattered send
+// (Open MPI's ob1) get one message per row past the eager limit instead: a row that
+// moves by rendezvous anyway skips the owner's packing copy as its own message (for
+// 602 KB rows that halved the transfer time); rows under the limit are cheaper packed.
+// The requester posts every receive before sending the request, sized exactly (a longer
 // message is an error, never an overrun), and withdraws the payload receives when the
 // reply is an error.
 #include <mpi.h>
@@ -69,6 +73,7 @@ class MpiTransport final : public Transport {
   void abandon() override { stop_server(); }
 
   uint64_t requests_served() const { return served_.load(); }
+  bool gathers_rows() const { return gather_rows_; }
 
   // Test hook (fault tests only): sends `bytes` verbatim as a request to `peer`'s server and
   // waits until `deadline` for its reply, on the tag of the id in the header or, for a
@@ -87,6 +92,8 @@ class MpiTransport final : public Transport {
  private:
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
 
+  // Reads shm_protocol() and settles eager_bytes_ and gather_rows_ with every rank.
+  void agree_on_protocol();
   void serve_loop();
   // A request matched (MPI_Improbe) but not yet received.
   struct Waiting {
@@ -105,23 +112,32 @@ class MpiTransport final : public Transport {
   void serve_one(MPI_Message message, int source, int bytes, bool burst);
   void send_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
                   const Columns* slots_from, bool burst);
+  // Sends field f's requested rows in messages of kGatherRows that the library reads in place.
+  void send_gathered(int dest, int tag, const wire::DecodedRequest& req, const Columns& slots_from, size_t f);
   // Header message size for `count` rows: the reply, then labels and weights.
   size_t reply_message_bytes(uint32_t count) const {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
   }
-  // Whether field f's rows travel one message each (else packed into one message).
-  bool row_messages(size_t f) const { return buffer_->layout().row_bytes(f) > eager_bytes_; }
+  // Rows of field f per payload message: 1 when each row goes alone, kGatherRows when the
+  // library reads them in place, else all of them (packed).
+  size_t rows_per_message(size_t f) const {
+    if (gather_rows_) return kGatherRows;
+    return buffer_->layout().row_bytes(f) > eager_bytes_ ? 1 : SIZE_MAX;
+  }
+  size_t messages_of(size_t f, uint32_t count) const {
+    const size_t per = rows_per_message(f);
+    return count == 0 ? 0 : (count - 1) / per + 1;
+  }
   size_t payload_messages(uint32_t count) const {
-    if (count == 0) return 0;
     size_t n = 0;
-    for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) n += row_messages(f) ? count : 1;
+    for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) n += messages_of(f, count);
     return n;
   }
   // Bytes of the largest payload message for `count` rows.
   size_t largest_payload_message(uint32_t count) const {
     size_t most = 0;
     for (size_t f = 0; f < buffer_->layout().num_fields(); ++f)
-      most = std::max(most, buffer_->layout().row_bytes(f) * (row_messages(f) ? 1 : count));
+      most = std::max(most, buffer_->layout().row_bytes(f) * std::min<size_t>(count, rows_per_message(f)));
     return most;
   }
   // Client side of fetch_overlapped(): scratch sized for `requests`, request i posted, polled.
@@ -139,9 +155,17 @@ class MpiTransport final : public Transport {
 
   std::shared_ptr<const LocalBuffer> buffer_;
   MpiTransportOptions options_;
+  // MPICH reads a scattered send in place only while its flattened datatype fits the
+  // active-message header: hindexed_block sends of 40 rows did, of 44 or more fell back to
+  // a pipeline that needs the sender's progress for every chunk (seconds with a sleeping
+  // server). Messages of at most this many rows keep a margin.
+  static constexpr size_t kGatherRows = 32;
   // Messages of at most this many bytes go out eagerly (shm_eager_bytes()); larger ones
   // need the receiver's progress calls while they move.
   size_t eager_bytes_ = 0;
+  // The library reads a send's scattered rows in place (shm_protocol.h): every field's
+  // rows go as one message. Agreed by all ranks (both sides must expect the same messages).
+  bool gather_rows_ = false;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
@@ -175,6 +199,7 @@ class MpiTransport final : public Transport {
   std::vector<std::byte> server_request_;
   std::vector<std::byte> server_reply_;   // reply + labels + weights
   std::vector<std::byte> server_packed_;  // the requested rows of the packed fields, field by field
+  std::vector<MPI_Aint> server_displs_;   // the requested rows' offsets in a column (send_gathered)
   std::vector<MPI_Request> server_sends_;
   std::vector<Clock::time_point> last_request_;  // per source
   // Held while receiving or answering a request (server thread, or a caller of serve_waiting()).

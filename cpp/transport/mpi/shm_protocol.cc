@@ -1,4 +1,4 @@
-#include "transport/mpi/eager_limit.h"
+#include "transport/mpi/shm_protocol.h"
 
 #include <mpi.h>
 
@@ -45,19 +45,25 @@ std::optional<int64_t> read_cvar(const char* name) {
 
 }  // namespace
 
-size_t shm_eager_bytes() {
+ShmProtocol shm_protocol() {
+  ShmProtocol out;
+  out.eager_bytes = kFallbackBytes;
   int provided = 0;
-  if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) return kFallbackBytes;
+  if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) return out;
   std::optional<int64_t> limit;
-  if (auto cma = read_cvar("MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD"); cma && *cma > 0) {
+  const auto cma = read_cvar("MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD");
+  if (cma && *cma > 0) {
     limit = *cma - 1;  // MPICH: a message of the threshold or more goes by CMA
+    const auto enabled = read_cvar("MPIR_CVAR_CH4_CMA_ENABLE");
+    out.gathers_in_place = enabled && *enabled != 0;
   } else if (auto sm = read_cvar("btl_sm_eager_limit"); sm && *sm > 0) {
     limit = sm;  // Open MPI 5
   } else if (auto vader = read_cvar("btl_vader_eager_limit"); vader && *vader > 0) {
     limit = vader;  // Open MPI 4
   }
   MPI_T_finalize();
-  return limit ? std::min(static_cast<size_t>(*limit), kMostBytes) : kFallbackBytes;
+  if (limit) out.eager_bytes = std::min(static_cast<size_t>(*limit), kMostBytes);
+  return out;
 }
 
 }  // namespace reverie
