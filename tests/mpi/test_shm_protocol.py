@@ -52,7 +52,9 @@ def test_rows_one_message_each_without_cma():
     # With CMA off the engine falls back to one message per row past the eager limit (and
     # packed rows below it): every drawn sample must still be what its owner stored.
     require_mpich()
-    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=CMA_OFF)
+    proc = mpirun(
+        2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=CMA_OFF
+    )
     scenarios = result_line(proc)["scenarios"]
     for rank, res in enumerate(scenarios["correct"]):
         for layout, got in res.items():
@@ -60,7 +62,9 @@ def test_rows_one_message_each_without_cma():
                 continue
             assert got["gathers_rows"] is False
             assert got["checked"] > 500 and got["remote"] > 0, f"rank {rank}, {layout}: {got}"
-            assert got["bad"] == 0 and got["dupes"] == 0 and got["short"] == 0, f"rank {rank}, {layout}: {got}"
+            assert got["bad"] == 0 and got["dupes"] == 0 and got["short"] == 0, (
+                f"rank {rank}, {layout}: {got}"
+            )
             assert got["failed_requests"] == 0
     for res in scenarios["bad_requests"]:
         two = res["two_slots"]

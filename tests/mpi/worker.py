@@ -272,7 +272,12 @@ def scenario_bad_requests(engine: str) -> dict:
                     continue
                 row["got"] = reply["status"].name
                 row["anonymous"] = reply.get("anonymous")  # None: the engine has no such notion
-                row.update({k: reply.get(k) for k in ("request_id", "owner_size", "count", "payload_bytes", "payload_messages")})
+                row.update(
+                    {
+                        k: reply.get(k)
+                        for k in ("request_id", "owner_size", "count", "payload_bytes", "payload_messages")
+                    }
+                )
                 out[name] = row
             out["owner_size"] = n
             out["row_bytes"] = dbuf.schema.field_bytes[0]
