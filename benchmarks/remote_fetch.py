@@ -9,17 +9,20 @@ Two patterns (``--pattern``):
     all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
           each draw is served by the peers' servers while their own draws run (as in
           training). A draw of r takes r * (1 - 1/n) rows from peers on average; the rest is
-          a local copy. The raw fetch does the same exchange.
+          a local copy.
     one   rank 0 keeps an empty buffer and draws; the other ranks fill theirs and only serve
           (their main threads sleep), so every drawn row is remote: a latency test, like
-          benchmarks/thallium_fetch.py. The raw fetch: rank 0 pulls the same bytes from one
-          peer at a time, which answers from a loop. Read its ratios on 2 ranks (with more,
-          a draw fans out to every peer at once while the raw pull stays one-to-one).
+          benchmarks/thallium_fetch.py.
 
-Two raw baselines: ``raw`` re-sends one buffer of exactly the fetched bytes, which stays in
-the caches; ``cold`` sends from (and receives into) slices that rotate through buffers as
-large as the Reverie buffer and its two receive blocks, so it reads memory the way draws of
-random slots do. For 602 KB samples (77 MB per buffer) that is what separates the two.
+The raw baseline is plain MPI doing the same exchange as a draw: the requester sends every
+owner a tiny request for its share of the r rows (an even split, as a draw of equally
+filled buffers takes on average) and receives each share as one contiguous message
+(mpi4py Isend/Irecv, the owner answers with Send/Isend); its own share, in the all
+pattern, is a local copy. Two memory placements: ``raw`` sends from and receives into
+buffers of exactly one draw, which stay in the caches; ``cold`` sends from rotating rows of
+a buffer as large as the Reverie buffer and receives into two blocks as large as its
+receive blocks, so it reads memory the way draws of random slots do. For 602 KB samples
+(77 MB per buffer) that is what separates the two.
 
 Columns (times are medians per rank, averaged over ranks; the machine may be shared, and
 medians shrug off the scheduler's hiccups):
@@ -27,15 +30,13 @@ medians shrug off the scheduler's hiccups):
     remote         fraction of the drawn rows that came from peers (the rest: local copy)
     rev_MB/s       r * sample_bytes / draw_us: bytes a draw delivers
     rem_MB/s       bytes that came from peers / draw_us: remote bytes only
-    raw_us         raw MPI fetch of the same r * sample_bytes from one peer: a tiny request
-                   (mpi4py Isend/Recv) answered by one contiguous numpy buffer (Send/Irecv),
-                   in the same pattern as the draws
+    raw_us         the raw MPI exchange of the same rows (above), cache-resident
     raw_MB/s       r * sample_bytes / raw_us
     bw_ratio       rev_MB/s / raw_MB/s (target >= 0.70 for 602 KB samples)
     rem_ratio      rem_MB/s / raw_MB/s (stricter: the local share counts as lost time)
     lat_ratio      draw_us / raw_us: a draw against a raw round trip moving the same bytes
                    (target <= 2 for small draws)
-    cold_us        the raw fetch from and into rotating slices of buffer-sized memory
+    cold_us        the raw exchange from and into buffer-sized memory
     cold_ratio     rev_MB/s / (r * sample_bytes / cold_us)
     eng_us         the engine's share of a draw (plan, local copy, fetch from peers, on its
                    worker thread), without the Python call and the thread hand-offs
@@ -98,70 +99,104 @@ def timed_loop(comm: MPI.Comm, step, iters: int) -> list[float]:
     return times
 
 
-class Slices:
-    """nbytes-long slices of a buffer of at least `pool` bytes, the next one on each call
-    (one slice, always the same, when pool <= nbytes)."""
+class Rows:
+    """A pool of `total` rows of `row_bytes`; take(n) gives n contiguous rows, from a start
+    that moves on by n each call (always row 0 when the pool holds exactly one draw)."""
 
-    def __init__(self, nbytes: int, pool: int, fill: int) -> None:
-        count = max(1, pool // nbytes)
-        self.buf = np.full(count * nbytes, fill, dtype=np.uint8)
-        self.views = [self.buf[i * nbytes : (i + 1) * nbytes] for i in range(count)]
-        self.i = 0
+    def __init__(self, row_bytes: int, total: int, fill: int) -> None:
+        self.row_bytes, self.total = row_bytes, total
+        self.buf = np.full(total * row_bytes, fill, dtype=np.uint8)
+        self.start = 0
 
-    def next(self) -> np.ndarray:
-        self.i = (self.i + 1) % len(self.views)
-        return self.views[self.i]
+    def take(self, n: int) -> np.ndarray:
+        if self.start + n > self.total:
+            self.start = 0
+        view = self.buf[self.start * self.row_bytes : (self.start + n) * self.row_bytes]
+        self.start = (self.start + n) % self.total
+        return view
 
 
-def raw_fetch(comm: MPI.Comm, nbytes: int, send_pool: int = 0, recv_pool: int = 0):
-    """A raw pull of nbytes from one peer per call, every rank requesting and serving at
-    once; the peer rotates over all others, as a draw's requests do."""
+def shares(r: int, owners: list[int], shift: int) -> dict[int, int]:
+    """r rows split as evenly as the owners allow, the remainder rotating with `shift`:
+    what a draw of r takes from equally filled buffers, on average."""
+    n = len(owners)
+    return {o: r // n + (1 if (i - shift) % n < r % n else 0) for i, o in enumerate(owners)}
+
+
+def raw_exchange(comm: MPI.Comm, row_bytes: int, r: int, send_rows: int, recv_rows: int):
+    """The raw MPI version of a draw of r in the "all" pattern, on every rank at once: a
+    tiny request (mpi4py Isend) to every peer for its share of the rows, answered by one
+    contiguous message (Isend/Irecv); this rank's own share is a local copy."""
     rank, size = comm.Get_rank(), comm.Get_size()
-    send, recv = Slices(nbytes, send_pool, rank), Slices(nbytes, recv_pool, 0)
-    req_out, req_in = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
-    shift = [1]
+    send, recv = Rows(row_bytes, send_rows, rank), Rows(row_bytes, recv_rows, 0)
+    ranks = list(range(size))
+    asks = {p: np.zeros(1, dtype=np.int64) for p in ranks}
+    incoming = {p: np.zeros(1, dtype=np.int64) for p in ranks}
+    calls = [0]
 
     def fetch():
-        s = shift[0]
-        shift[0] = s % (size - 1) + 1
-        owner, requester = (rank + s) % size, (rank - s) % size
-        data = comm.Irecv(recv.next(), source=owner, tag=DATA_TAG)
-        ask = comm.Isend(req_out, dest=owner, tag=REQUEST_TAG)
-        comm.Recv(req_in, source=requester, tag=REQUEST_TAG)
-        comm.Send(send.next(), dest=requester, tag=DATA_TAG)
-        ask.Wait()
-        data.Wait()
+        calls[0] += 1
+        want = shares(r, ranks, calls[0] + rank)
+        block = recv.take(r)
+        reqs, offset = [], 0
+        for p in ranks:
+            n = want[p]
+            rows = block[offset * row_bytes : (offset + n) * row_bytes]
+            offset += n
+            if p == rank:
+                local = rows
+                continue
+            asks[p][0] = n
+            reqs.append(comm.Irecv(rows, source=p, tag=DATA_TAG))
+            reqs.append(comm.Isend(asks[p], dest=p, tag=REQUEST_TAG))
+        np.copyto(local, send.take(want[rank]))
+        for p in ranks:
+            if p != rank:
+                comm.Recv(incoming[p], source=p, tag=REQUEST_TAG)
+                reqs.append(comm.Isend(send.take(int(incoming[p][0])), dest=p, tag=DATA_TAG))
+        MPI.Request.Waitall(reqs)
 
     return fetch
 
 
-def raw_pull_one(
-    comm: MPI.Comm, nbytes: int, iters: int, send_pool: int = 0, recv_pool: int = 0
+def raw_pull(
+    comm: MPI.Comm, row_bytes: int, r: int, iters: int, send_rows: int, recv_rows: int
 ) -> list[float]:
-    """Rank 0 pulls nbytes `iters` times, from peers 1..n-1 in turn; each peer answers
-    from a loop until rank 0 says stop. Returns rank 0's times (others: [])."""
+    """The raw MPI version of a draw of r in the "one" pattern: rank 0 asks every peer for
+    its share at once (tiny Isend) and receives each share as one contiguous message; the
+    peers answer from a loop until rank 0 says stop. Returns rank 0's times (others: [])."""
     rank, size = comm.Get_rank(), comm.Get_size()
-    send, recv = Slices(nbytes, send_pool, rank), Slices(nbytes, recv_pool, 0)
-    ask = np.zeros(1, dtype=np.int64)
+    send, recv = Rows(row_bytes, send_rows, rank), Rows(row_bytes, recv_rows, 0)
+    peers = list(range(1, size))
+    asks = {p: np.zeros(1, dtype=np.int64) for p in peers}
     times: list[float] = []
     comm.Barrier()
     if rank == 0:
         for i in range(iters):
-            owner = i % (size - 1) + 1
+            want = shares(r, peers, i)
             t0 = time.perf_counter()
-            data = comm.Irecv(recv.next(), source=owner, tag=DATA_TAG)
-            comm.Send(ask, dest=owner, tag=REQUEST_TAG)
-            data.Wait()
+            block = recv.take(r)
+            reqs, offset = [], 0
+            for p in peers:
+                asks[p][0] = want[p]
+                reqs.append(
+                    comm.Irecv(
+                        block[offset * row_bytes : (offset + want[p]) * row_bytes], source=p, tag=DATA_TAG
+                    )
+                )
+                reqs.append(comm.Isend(asks[p], dest=p, tag=REQUEST_TAG))
+                offset += want[p]
+            MPI.Request.Waitall(reqs)
             times.append(time.perf_counter() - t0)
-        stop = np.full(1, -1, dtype=np.int64)
-        for owner in range(1, size):
-            comm.Send(stop, dest=owner, tag=REQUEST_TAG)
+        for p in peers:
+            comm.Send(np.full(1, -1, dtype=np.int64), dest=p, tag=REQUEST_TAG)
     else:
+        ask = np.zeros(1, dtype=np.int64)
         while True:
             comm.Recv(ask, source=0, tag=REQUEST_TAG)
             if ask[0] < 0:
                 break
-            comm.Send(send.next(), dest=0, tag=DATA_TAG)
+            comm.Send(send.take(int(ask[0])), dest=0, tag=DATA_TAG)
     return times
 
 
@@ -229,9 +264,8 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
         sample_bytes = dbuf.schema.sample_bytes
         for r in args.r:
             engine_times: list[float] = []
-            nbytes = r * sample_bytes
-            raw = raw_fetch(comm, nbytes)
-            cold = raw_fetch(comm, nbytes, send_pool=capacity * sample_bytes, recv_pool=2 * nbytes)
+            raw = raw_exchange(comm, sample_bytes, r, r, r)
+            cold = raw_exchange(comm, sample_bytes, r, capacity, 2 * max(args.r))
             lo, hi = (3, 20) if args.quick else (10, 5000)
             n_draw = agreed_iterations(
                 comm, lambda r=r: dbuf.get_remote_samples(r).wait(), args.seconds / rounds, lo, hi
@@ -267,7 +301,6 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
         if rank == 0:
             dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         for r in args.r:
-            nbytes = r * sample_bytes
             engine_times: list[float] = []
             draw_times, raw_times, cold_times = [], [], []
             before = dbuf.engine_stats()
@@ -279,8 +312,8 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                     while time.perf_counter() < stop or len(draw_times) < 10:
                         draw_times.append(traced_draw(dbuf, r, engine_times))
                 idle_barrier(comm)
-                raw_times += raw_pull_one(comm, nbytes, iters)
-                cold_times += raw_pull_one(comm, nbytes, iters, capacity * sample_bytes, 2 * nbytes)
+                raw_times += raw_pull(comm, sample_bytes, r, iters, r, r)
+                cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * max(args.r))
             res = None
             if rank == 0:
                 times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
