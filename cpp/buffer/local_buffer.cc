@@ -97,6 +97,12 @@ void LocalBuffer::read(const std::function<void(const Columns&, size_t)>& fn) co
   fn(arena_.columns(), policy_.size());
 }
 
+LocalBuffer::ReadAccess LocalBuffer::read_access() const {
+  std::shared_lock lock(mu_);
+  const size_t size = policy_.size();
+  return ReadAccess{std::move(lock), arena_.columns(), size};
+}
+
 std::vector<std::pair<int64_t, size_t>> LocalBuffer::class_counts() const {
   std::shared_lock lock(mu_);
   std::vector<std::pair<int64_t, size_t>> counts;

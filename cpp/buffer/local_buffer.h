@@ -52,6 +52,14 @@ class LocalBuffer {
 
   // Runs fn(arena columns, size) under the reader lock (used to expose slots to peers).
   void read(const std::function<void(const Columns&, size_t)>& fn) const;
+  // The arena and its size under the reader lock, held until `lock` is released: for rows
+  // that a peer reads after this call returns (an open reply).
+  struct ReadAccess {
+    std::shared_lock<std::shared_mutex> lock;
+    Columns columns;
+    size_t size = 0;
+  };
+  ReadAccess read_access() const;
 
   std::vector<std::pair<int64_t, size_t>> class_counts() const;
 

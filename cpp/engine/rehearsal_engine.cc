@@ -32,6 +32,10 @@ constexpr std::chrono::microseconds kClaimWindow{50};
 // (up to kParkedMaxSleep, so the step it holds up loses little once the replies are in).
 constexpr std::chrono::microseconds kParkedSpin{200};
 constexpr std::chrono::microseconds kParkedMaxSleep{50};
+// An insert that finds the rows read-locked (replies to peers still open) retries with
+// this backoff, moving the replies on itself in between.
+constexpr std::chrono::microseconds kInsertSpin{50};
+constexpr std::chrono::microseconds kInsertMaxSleep{100};
 
 // Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
 // goes on to sleep on the condition variable if needed.
@@ -386,7 +390,13 @@ bool RehearsalEngine::apply_insert(size_t block, bool try_only) {
   if (try_only) {
     if (!buffer_->try_add(rows)) return false;
   } else {
-    buffer_->add(rows);
+    // Open replies keep the rows read-locked until their requesters have read them; this
+    // thread moves them on rather than waiting for the server thread's next probe.
+    Backoff backoff(kInsertMaxSleep, kInsertSpin);
+    while (!buffer_->try_add(rows)) {
+      serve_peers();
+      backoff.pause();
+    }
   }
   const uint64_t ns = elapsed_ns(start);
   std::lock_guard lock(mu_);

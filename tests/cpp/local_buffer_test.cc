@@ -223,6 +223,23 @@ TEST(LocalBufferTest, TryAddGivesUpWhileAReaderHoldsTheBuffer) {
   EXPECT_EQ(buf.size(), 5u);
 }
 
+TEST(LocalBufferTest, ReadAccessHoldsTheRowsUntilReleased) {
+  LocalBuffer buf(kLayout, BufferOptions{8, std::nullopt, 0, 1});
+  buf.add(batch(0, 5, 3).in());
+  LocalBuffer::ReadAccess access = buf.read_access();
+  EXPECT_EQ(access.size, 5u);
+  EXPECT_EQ(access.columns.rows, 8u);
+  Rows more = batch(5, 2, 3);
+  std::optional<size_t> during;
+  std::thread([&] { during = buf.try_add(more.in()); }).join();
+  EXPECT_FALSE(during.has_value()) << "an open reply's rows cannot change";
+  LocalBuffer::ReadAccess moved = std::move(access);  // what an open reply keeps
+  std::thread([&] { during = buf.try_add(more.in()); }).join();
+  EXPECT_FALSE(during.has_value());
+  moved = LocalBuffer::ReadAccess{};
+  EXPECT_EQ(buf.try_add(more.in()), std::optional<size_t>(2)) << "released: inserts go ahead";
+}
+
 TEST(LocalBufferTest, NbytesIsArenaPlusSmallMetadata) {
   LocalBuffer buf(kLayout, BufferOptions{1000, std::nullopt, 0, 1});
   EXPECT_GE(buf.nbytes(), 1000 * kLayout.sample_bytes());
