@@ -120,7 +120,7 @@ void bind_transports(py::module_& m) {
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
   transport.def(
       "send_raw_request",
-      [](Transport& t, int peer, const py::bytes& data, double timeout) -> py::object {
+      [](Transport& t, int peer, const py::bytes& data, double timeout, bool read_payload) -> py::object {
         auto* mpi = dynamic_cast<MpiTransport*>(&t);
         if (mpi == nullptr) throw py::type_error("send_raw_request: only the mpi engine has this test hook");
         const std::string_view view(data);
@@ -130,7 +130,7 @@ void bind_transports(py::module_& m) {
         std::optional<MpiTransport::RawReply> reply;
         {
           py::gil_scoped_release release;
-          reply = mpi->send_raw_request(peer, bytes, deadline);
+          reply = mpi->send_raw_request(peer, bytes, deadline, read_payload);
         }
         if (!reply) return py::none();
         py::dict d = reply_dict(reply->reply, reply->reply_bytes);
@@ -139,8 +139,9 @@ void bind_transports(py::module_& m) {
         d["payload_bytes"] = reply->payload_bytes;
         return std::move(d);
       },
-      py::arg("peer"), py::arg("data"), py::arg("timeout"),
-      "Test hook: sends raw request bytes to peer's server, returns its reply as a dict or None on timeout. "
+      py::arg("peer"), py::arg("data"), py::arg("timeout"), py::arg("read_payload") = true,
+      "Test hook: sends raw request bytes to peer's server, returns its reply as a dict or None on timeout "
+      "(read_payload=False: returns once the header is in, leaving the payload unread). "
       "Call only while no draw is in flight on this rank.");
   m.def(
       "mpi_transport",

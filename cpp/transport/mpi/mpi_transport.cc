@@ -620,7 +620,7 @@ void MpiTransport::settle_replies() {
 }
 
 std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, const std::vector<std::byte>& bytes,
-                                                                     Clock::time_point deadline) {
+                                                                     Clock::time_point deadline, bool read_payload) {
   if (closed_) throw std::runtime_error("mpi transport: send_raw_request after close");
   if (peer < 0 || peer >= size_ || peer == rank_) throw std::invalid_argument("peer: expected another rank");
   uint64_t id = 0;
@@ -662,7 +662,7 @@ std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, c
         std::memcpy(&result.reply, header.data(), std::min(header.size(), sizeof(wire::Reply)));
         if (result.reply.status == static_cast<uint16_t>(wire::Status::kOk))
           expected_payload = payload_messages(result.reply.count);
-        if (expected_payload == 0) stage = kDone;
+        if (expected_payload == 0 || !read_payload) stage = kDone;
       }
     }
     while (stage == kPayload && take(payload_tag(id), payload)) {

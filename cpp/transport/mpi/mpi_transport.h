@@ -91,8 +91,10 @@ class MpiTransport final : public Transport {
     size_t payload_messages = 0;  // payload messages received (0 for an error reply)
     size_t payload_bytes = 0;     // their total size
   };
+  // With read_payload false it returns once the header is in, leaving the payload unread
+  // (a requester that stalls mid-transfer).
   std::optional<RawReply> send_raw_request(int peer, const std::vector<std::byte>& bytes,
-                                           Clock::time_point deadline);
+                                           Clock::time_point deadline, bool read_payload = true);
 
  private:
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
