@@ -18,7 +18,7 @@
 // the rows stay read-locked until the sends complete, which whoever polls next notices.
 // Before, the server waited for each reply to be read, so on 4 ranks sharing 2 cores every
 // requester queued behind the one being served: 602 KB draws of 7 took 2.0-2.5 ms, now
-// 1.5-1.7 ms (raw MPI doing the same exchange: ~1.0 ms).
+// 1.5-1.9 ms (raw MPI doing the same exchange: ~1.0 ms).
 // With MPICH over shared memory a send-side hindexed type over the slots is one
 // process_vm_readv of all rows: 12 KB rows, r = 28, one-way took 40 us against 82 us as
 // one message per row (every row its own rendezvous), and 602 KB rows 1.75 ms against
