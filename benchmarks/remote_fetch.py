@@ -20,8 +20,9 @@ filled buffers takes on average) and receives each share as one contiguous messa
 (mpi4py Isend/Irecv, the owner answers with Send/Isend); its own share, in the all
 pattern, is a local copy. Two memory placements: ``raw`` sends from and receives into
 buffers of exactly one draw, which stay in the caches; ``cold`` sends from rotating rows of
-a buffer as large as the Reverie buffer and receives into two blocks as large as its
-receive blocks, so it reads memory the way draws of random slots do. For 602 KB samples
+a buffer as large as the Reverie buffer and receives into two alternating draws' worth of
+rows (as a draw lands in one of two receive blocks), so it reads memory the way draws of
+random slots do. For 602 KB samples
 (77 MB per buffer) that is what separates the two.
 
 Columns (times are medians per rank, averaged over ranks; the machine may be shared, and
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case and method")
     p.add_argument("--pattern", default="all", choices=["all", "one"], help="all ranks draw, or rank 0 alone")
+    p.add_argument(
+        "--capacity", type=int, default=128, help="buffer capacity per rank (samples; 128 x 602 KB = 77 MB)"
+    )
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line on rank 0")
     return p.parse_args(argv)
 
@@ -265,7 +269,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
         for r in args.r:
             engine_times: list[float] = []
             raw = raw_exchange(comm, sample_bytes, r, r, r)
-            cold = raw_exchange(comm, sample_bytes, r, capacity, 2 * max(args.r))
+            cold = raw_exchange(comm, sample_bytes, r, capacity, 2 * r)
             lo, hi = (3, 20) if args.quick else (10, 5000)
             n_draw = agreed_iterations(
                 comm, lambda r=r: dbuf.get_remote_samples(r).wait(), args.seconds / rounds, lo, hi
@@ -313,7 +317,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                         draw_times.append(traced_draw(dbuf, r, engine_times))
                 idle_barrier(comm)
                 raw_times += raw_pull(comm, sample_bytes, r, iters, r, r)
-                cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * max(args.r))
+                cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * r)
             res = None
             if rank == 0:
                 times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.sizes:
         shape = SHAPES[name]
-        capacity = max(2 * max(args.r), 16) if args.quick else 128
+        capacity = max(2 * max(args.r), 16) if args.quick else args.capacity
         res = (bench_size if args.pattern == "all" else bench_size_one)(comm, args, shape, capacity)
         sample_bytes = int(np.prod(shape)) * 4 + 12
         for r in args.r:
