@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import mpi_launch
@@ -111,3 +113,27 @@ def test_thallium_engine_is_what_auto_picks() -> None:
 
     assert _resolve_engine("auto", 2) == "thallium"
     assert _resolve_engine("thallium", 4) == "thallium"
+
+
+def test_leftover_of_a_dead_process_with_this_pid_is_named() -> None:
+    # A rank that died without closing leaves Mercury's /tmp/na_sm-<pid>-0; a later process
+    # given that pid cannot listen on na+sm. Staged in a child process (its own pid).
+    code = (
+        "import os, socket\n"
+        "from reverie import _core\n"
+        "d = f'/tmp/na_sm-{os.getpid()}-0'\n"
+        "os.makedirs(d)\n"
+        "s = socket.socket(socket.AF_UNIX); s.bind(d + '/sock'); s.close()\n"
+        "try:\n"
+        "    buf = _core.LocalBuffer([16], 8, None, 0, 0)\n"
+        "    _core.thallium_transport(buf, 'na+sm', 1234, 8, 2.0, 0, 1).abandon()\n"
+        "    print('STARTED')\n"
+        "except RuntimeError as e:\n"
+        "    print('ERROR', e)\n"
+        "finally:\n"
+        "    os.remove(d + '/sock'); os.rmdir(d)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ERROR"), out.stdout + out.stderr
+    assert "/tmp/na_sm-" in out.stdout and "remove it" in out.stdout, out.stdout

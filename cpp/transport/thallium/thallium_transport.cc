@@ -7,6 +7,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <thallium/serialization/stl/string.hpp>
 #include <thallium/serialization/stl/vector.hpp>
 
@@ -57,11 +60,24 @@ std::string margo_config() {
          std::to_string(spindown_ms) + "}";
 }
 
+// Mercury's na+sm listens on /tmp/na_sm-<pid>-<n>; a process that died without closing
+// leaves that directory behind, and a later process given the same pid cannot start
+// (seen after crash tests). Names the leftover, if any, so the user can remove it.
+std::string stale_sm_hint(const std::string& address) {
+  if (address.rfind("na+sm", 0) != 0) return "";
+  const std::string path = "/tmp/na_sm-" + std::to_string(getpid()) + "-0";
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return " (" + path + " exists: unless another engine of this process is open, a process with this pid " +
+         "died without closing and left it; remove it)";
+}
+
 tl::engine start_engine(const std::string& address) {
   try {
     return tl::engine(address, THALLIUM_SERVER_MODE, margo_config());
   } catch (const std::exception& e) {
-    throw std::runtime_error("engine='thallium': cannot start Thallium on address '" + address + "': " + e.what());
+    throw std::runtime_error("engine='thallium': cannot start Thallium on address '" + address + "': " + e.what() +
+                             stale_sm_hint(address));
   }
 }
 
