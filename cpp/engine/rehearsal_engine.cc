@@ -32,6 +32,8 @@ constexpr std::chrono::microseconds kClaimWindow{50};
 // (up to kParkedMaxSleep, so the step it holds up loses little once the replies are in).
 constexpr std::chrono::microseconds kParkedSpin{200};
 constexpr std::chrono::microseconds kParkedMaxSleep{50};
+// Local rows are copied in chunks of about this many bytes, answering peers in between.
+constexpr size_t kCopyChunkBytes = 256 * 1024;
 // An insert that finds the rows read-locked (replies to peers still open) retries with
 // this backoff, moving the replies on itself in between.
 constexpr std::chrono::microseconds kInsertSpin{50};
@@ -449,9 +451,19 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
 
   const Columns& dest = blocks_[slot].columns();
   keep_.assign(world, true);
+  // The local rows, copied in chunks of about kCopyChunkBytes; between chunks the peers'
+  // waiting requests are answered (see Transport::serve_all_waiting), so none waits for
+  // the whole copy. A small draw's local rows are one chunk.
   auto gather_local = [&] {
-    keep_[self_] = buffer_->gather(plan_.slots().data() + plan_.offset(self_), plan_.count(self_), dest,
-                                   plan_.offset(self_));
+    const uint32_t* slots = plan_.slots().data() + plan_.offset(self_);
+    const size_t count = plan_.count(self_);
+    const size_t chunk = std::max<size_t>(1, kCopyChunkBytes / buffer_->layout().sample_bytes());
+    bool kept = true;
+    for (size_t first = 0; first < count; first += chunk) {
+      if (first > 0 && transport_) transport_->serve_all_waiting();
+      kept = buffer_->gather(slots + first, std::min(chunk, count - first), dest, plan_.offset(self_) + first) && kept;
+    }
+    keep_[self_] = kept;
   };
   requests_.clear();
   for (int p = 0; p < world; ++p) {

@@ -84,6 +84,10 @@ class Transport {
   // boundary, and answering it there saves a server thread's wake-up. Engines whose own
   // progress threads serve do nothing.
   virtual void serve_waiting() {}
+  // As serve_waiting(), and answers large requests too, where answering only posts the
+  // reply (the requester moves it): for a caller in the middle of a long local copy, whose
+  // peers would otherwise wait for its server thread to get a core.
+  virtual void serve_all_waiting() { serve_waiting(); }
 
   // Collective: stops serving once every rank has stopped fetching, or at `deadline`
   // (a dead peer cannot hang it). Returns false when the deadline cut it short.

@@ -639,6 +639,44 @@ TEST(RehearsalEngineTest, DrawsLeftToACallerThatWaitsAtOnceStillRunWhenItDoesNot
   EXPECT_TRUE(engine.close());
 }
 
+// A stub peer (holding nothing) that counts the calls answering its requests mid-copy.
+class CountingTransport : public StubTransport {
+ public:
+  CountingTransport() : StubTransport(wire::Status::kOk, /*block=*/false) {}
+  void serve_all_waiting() override { calls.fetch_add(1); }
+  std::atomic<int> calls{0};
+};
+
+TEST(RehearsalEngineTest, LargeLocalRowsAreCopiedInChunksAnsweringPeersBetween) {
+  // 200 KB rows: one row per ~256 KB chunk, so 6 local rows make 6 chunks and 5 calls.
+  const SampleLayout big({200 * 1024});
+  auto buffer = std::make_shared<LocalBuffer>(big, BufferOptions{6, std::nullopt, 0, 1});
+  std::vector<std::byte> values(6 * big.row_bytes(0));
+  std::vector<int64_t> labels(6, 0);
+  for (size_t i = 0; i < 6; ++i)
+    std::memset(values.data() + i * big.row_bytes(0), static_cast<int>(i + 1), big.row_bytes(0));
+  ConstColumns in;
+  in.base[0] = values.data();
+  in.base[1] = reinterpret_cast<const std::byte*>(labels.data());
+  in.rows = 6;
+  auto transport = std::make_shared<CountingTransport>();
+  RehearsalEngine engine(buffer, transport, options());
+  engine.add(in);
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t = engine.request(6);
+  ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+  ASSERT_EQ(engine.rows(t), 6u);
+  std::set<int> firsts;
+  for (size_t row = 0; row < 6; ++row) {
+    const std::byte* got = engine.block(t).at(big, 0, row);
+    const auto first = static_cast<int>(got[0]);
+    for (size_t b = 0; b < big.row_bytes(0); b += 4096) ASSERT_EQ(static_cast<int>(got[b]), first) << "row " << row;
+    firsts.insert(first);
+  }
+  EXPECT_EQ(firsts, (std::set<int>{1, 2, 3, 4, 5, 6})) << "every stored row once";
+  EXPECT_EQ(transport->calls.load(), 5);
+}
+
 TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {
   EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false));
   RehearsalEngine& engine = stub.engine;

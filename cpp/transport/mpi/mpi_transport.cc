@@ -434,10 +434,13 @@ bool MpiTransport::match_request(Waiting& out, int source) {
 // for its own draw) moves open replies on and answers the requests that are waiting, as
 // long as each reply goes out eagerly: in lockstep training a peer's request for this
 // step is usually here already, and answering it costs a few us, against a server
-// thread's wake-up and polling. Larger requests are left to the server thread (woken if
-// it sleeps), which answers in parallel with the caller's own work: callers answering
-// them too made 2-rank draws of 7 x 12 KB take 22-27 instead of 15-17 us.
-void MpiTransport::serve_waiting() {
+// thread's wake-up and polling. Larger requests are left to the server thread (woken),
+// which answers in parallel with the caller's own work: callers answering them too made
+// 2-rank draws of 7 x 12 KB take 22-32 instead of 15-17 us. Except during a long local
+// copy (serve_all_waiting): on a box with no core to spare the server thread waits for
+// one until the copy ends, and the peer waited ~1 ms for its reply (2 ranks on 2 cores,
+// 28 x 602 KB draws).
+void MpiTransport::serve_waiting_up_to(size_t most) {
   if (stop_.load(std::memory_order_relaxed)) return;
   std::unique_lock lock(serve_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return;
@@ -448,7 +451,7 @@ void MpiTransport::serve_waiting() {
     if (MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, comm_, &flag, &status) != MPI_SUCCESS || !flag) return;
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
-    if (!reply_is_small(bytes)) {
+    if (largest_reply_message(bytes) > most) {
       wake_server();
       return;  // nobody else matches it meanwhile: serve_mu_ is held
     }
@@ -458,11 +461,11 @@ void MpiTransport::serve_waiting() {
   }
 }
 
-bool MpiTransport::reply_is_small(int bytes) const {
+size_t MpiTransport::largest_reply_message(int bytes) const {
   const size_t header = sizeof(wire::RequestHeader);
   const size_t slots = static_cast<size_t>(bytes) > header ? (bytes - header) / sizeof(uint32_t) : 0;
   const auto count = static_cast<uint32_t>(std::min<size_t>(slots, options_.max_rows));
-  return reply_message_bytes(count) <= eager_bytes_ && largest_payload_message(count) <= eager_bytes_;
+  return std::max(reply_message_bytes(count), largest_payload_message(count));
 }
 
 void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {

@@ -73,7 +73,8 @@ class MpiTransport final : public Transport {
                    std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
   bool poll_fetch() override;
   bool drive_fetch(const std::function<bool()>& give_up) override;
-  void serve_waiting() override;
+  void serve_waiting() override { serve_waiting_up_to(eager_bytes_); }
+  void serve_all_waiting() override { serve_waiting_up_to(SIZE_MAX); }
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
 
@@ -124,9 +125,11 @@ class MpiTransport final : public Transport {
   };
   // Receives a matched request and posts its reply (serve_mu_ held).
   void serve_one(MPI_Message message, int source, int bytes);
-  // Whether the reply to a request of `bytes` goes out without waiting for the requester
-  // (every message at most eager_bytes_).
-  bool reply_is_small(int bytes) const;
+  // Answers waiting requests whose reply messages are each at most `most` bytes (eager
+  // ones: eager_bytes_); a larger one is left to the server thread, woken for it.
+  void serve_waiting_up_to(size_t most);
+  // The largest message of the reply to a request of `bytes`.
+  size_t largest_reply_message(int bytes) const;
   void post_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
                   const Columns* slots_from, OpenReply& reply);
   // Sends field f's requested rows in messages of kGatherRows that the library reads in place.
