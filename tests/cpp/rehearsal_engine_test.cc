@@ -648,8 +648,8 @@ class CountingTransport : public StubTransport {
 };
 
 TEST(RehearsalEngineTest, LargeLocalRowsAreCopiedInChunksAnsweringPeersBetween) {
-  // 200 KB rows: one row per ~256 KB chunk, so 6 local rows make 6 chunks and 5 calls.
-  const SampleLayout big({200 * 1024});
+  // 600 KB rows: one row per chunk (of about 1 MB), so 6 local rows make 6 chunks, 5 calls.
+  const SampleLayout big({600 * 1024});
   auto buffer = std::make_shared<LocalBuffer>(big, BufferOptions{6, std::nullopt, 0, 1});
   std::vector<std::byte> values(6 * big.row_bytes(0));
   std::vector<int64_t> labels(6, 0);
