@@ -24,7 +24,7 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // large payload that is known to be moving stays hot: the requester, once the owner's
 // header arrived (from the start for back-to-back draws, whose owners are awake), polls
 // without sleeping (each rendezvous chunk or single-copy read needs its progress calls);
-// the owner stays hot once one of its payload messages completed. Before that, nobody
+// the owner polls its open replies hot once one of their payload messages completed. Before that, nobody
 // spins long: an owner or requester that is descheduled on a busy box answers
 // late however hard the other side polls, and a requester that spun up to 50 ms for a late
 // owner took ~12 ms of CPU per 250 ms training step from the step itself (4 ranks on 2
@@ -33,9 +33,11 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // computes, so its latency is hidden anyway).
 //
 // Server: the engine's callers answer small requests themselves at every call (see
-// serve_waiting): in lockstep training a peer's request is usually waiting when this rank
-// reaches its step boundary. The server thread answers the rest: large replies (a caller
-// that finds one wakes it) and requests that arrive while this rank computes. It is hot
+// serve_waiting), and any request between the chunks of a long local copy: in lockstep
+// training a peer's request is usually waiting when this rank reaches its step boundary.
+// Answering only posts a reply's sends (an open reply; the requester reads the rows). The
+// server thread answers the rest: large replies (a caller that finds one wakes it) and
+// requests that arrive while this rank computes, and moves open replies on. It is hot
 // for a short window after each request (back-to-back draws see no wake-up delay), then
 // sleeps from 1 ms up to 12 ms between probes, so an idle server costs ~0.2% of a core.
 // Waking it on every draw of this rank, as an earlier release did, took ~280 us of CPU per
