@@ -93,8 +93,8 @@ bool LocalBuffer::gather(const uint32_t* slots, size_t k, const Columns& out, si
 }
 
 void LocalBuffer::read(const std::function<void(const Columns&, size_t)>& fn) const {
-  std::shared_lock lock(mu_);
-  fn(arena_.columns(), policy_.size());
+  const ReadAccess access = read_access();
+  fn(access.columns, access.size);
 }
 
 LocalBuffer::ReadAccess LocalBuffer::read_access() const {

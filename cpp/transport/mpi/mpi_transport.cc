@@ -24,13 +24,13 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // large payload that is known to be moving stays hot: the requester, once the owner's
 // header arrived (from the start for back-to-back draws, whose owners are awake), polls
 // without sleeping (each rendezvous chunk or single-copy read needs its progress calls);
-// the owner polls its open replies hot once one of their payload messages completed. Before that, nobody
-// spins long: an owner or requester that is descheduled on a busy box answers
-// late however hard the other side polls, and a requester that spun up to 50 ms for a late
-// owner took ~12 ms of CPU per 250 ms training step from the step itself (4 ranks on 2
-// cores). Small replies are single eager messages: polling them hot buys microseconds of
-// latency with CPU that the training step needs (a draw is prefetched while a step
-// computes, so its latency is hidden anyway).
+// the owner polls its open replies hot once one of their payload messages completed.
+// Before that, nobody spins long: an owner or requester that is descheduled on a busy box
+// answers late however hard the other side polls, and a requester that spun up to 50 ms
+// for a late owner took ~12 ms of CPU per 250 ms training step from the step itself (4
+// ranks on 2 cores). Small replies are single eager messages: polling them hot buys
+// microseconds of latency with CPU that the training step needs (a draw is prefetched
+// while a step computes, so its latency is hidden anyway).
 //
 // Server: the engine's callers answer small requests themselves at every call (see
 // serve_waiting), and any request between the chunks of a long local copy: in lockstep

@@ -189,7 +189,7 @@ class MpiTransport final : public Transport {
   // a pipeline that needs the sender's progress for every chunk (seconds with a sleeping
   // server). Messages of at most this many rows keep a margin.
   static constexpr size_t kGatherRows = 32;
-  // Messages of at most this many bytes go out eagerly (shm_eager_bytes()); larger ones
+  // Messages of at most this many bytes go out eagerly (shm_protocol()); larger ones
   // need the receiver's progress calls while they move.
   size_t eager_bytes_ = 0;
   // The library reads a send's scattered rows in place (shm_protocol.h): every field's
