@@ -127,6 +127,24 @@ def shares(r: int, owners: list[int], shift: int) -> dict[int, int]:
     return {o: r // n + (1 if (i - shift) % n < r % n else 0) for i, o in enumerate(owners)}
 
 
+def ask_owners(comm: MPI.Comm, block: np.ndarray, row_bytes: int, want: dict[int, int], asks: dict):
+    """Posts, for each owner in `want` (in its order), the receive of its share into the next
+    rows of `block` and a tiny request for it (from `asks`, a buffer per owner). Returns the
+    requests and the rows left for this rank's own share (empty when it owns none)."""
+    rank = comm.Get_rank()
+    reqs, offset, local = [], 0, block[:0]
+    for p, n in want.items():
+        rows = block[offset * row_bytes : (offset + n) * row_bytes]
+        offset += n
+        if p == rank:
+            local = rows
+            continue
+        asks[p][0] = n
+        reqs.append(comm.Irecv(rows, source=p, tag=DATA_TAG))
+        reqs.append(comm.Isend(asks[p], dest=p, tag=REQUEST_TAG))
+    return reqs, local
+
+
 def raw_exchange(comm: MPI.Comm, row_bytes: int, r: int, send_rows: int, recv_rows: int):
     """The raw MPI version of a draw of r in the "all" pattern, on every rank at once: a
     tiny request (mpi4py Isend) to every peer for its share of the rows, answered by one
@@ -141,18 +159,7 @@ def raw_exchange(comm: MPI.Comm, row_bytes: int, r: int, send_rows: int, recv_ro
     def fetch():
         calls[0] += 1
         want = shares(r, ranks, calls[0] + rank)
-        block = recv.take(r)
-        reqs, offset = [], 0
-        for p in ranks:
-            n = want[p]
-            rows = block[offset * row_bytes : (offset + n) * row_bytes]
-            offset += n
-            if p == rank:
-                local = rows
-                continue
-            asks[p][0] = n
-            reqs.append(comm.Irecv(rows, source=p, tag=DATA_TAG))
-            reqs.append(comm.Isend(asks[p], dest=p, tag=REQUEST_TAG))
+        reqs, local = ask_owners(comm, recv.take(r), row_bytes, want, asks)
         np.copyto(local, send.take(want[rank]))
         for p in ranks:
             if p != rank:
@@ -179,17 +186,7 @@ def raw_pull(
         for i in range(iters):
             want = shares(r, peers, i)
             t0 = time.perf_counter()
-            block = recv.take(r)
-            reqs, offset = [], 0
-            for p in peers:
-                asks[p][0] = want[p]
-                reqs.append(
-                    comm.Irecv(
-                        block[offset * row_bytes : (offset + want[p]) * row_bytes], source=p, tag=DATA_TAG
-                    )
-                )
-                reqs.append(comm.Isend(asks[p], dest=p, tag=REQUEST_TAG))
-                offset += want[p]
+            reqs, _ = ask_owners(comm, recv.take(r), row_bytes, want, asks)
             MPI.Request.Waitall(reqs)
             times.append(time.perf_counter() - t0)
         for p in peers:
