@@ -34,16 +34,17 @@ def probe(env: dict[str, str]) -> tuple[str, int, bool]:
     return library, int(limit), gathers == "1"
 
 
-def require_mpich() -> None:
+def require_mpich() -> tuple[str, int, bool]:
+    """The probe with the job's own settings; skips unless the MPI library is MPICH."""
     require_engine("mpi")
-    library = probe({})[0]
-    if library != "MPICH":
-        pytest.skip(f"the detection is checked against MPICH; this job's MPI is {library}")
+    default = probe({})
+    if default[0] != "MPICH":
+        pytest.skip(f"the detection is checked against MPICH; this job's MPI is {default[0]}")
+    return default
 
 
 def test_protocol_follows_mpich_cvars():
-    require_mpich()
-    assert probe({}) == ("MPICH", 8191, True)  # MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD: 8 KiB
+    assert require_mpich() == ("MPICH", 8191, True)  # MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD: 8 KiB
     assert probe({"MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD": "4096"})[1:] == (4095, True)
     assert probe(CMA_OFF)[2] is False
 
