@@ -28,6 +28,14 @@ cp tests/fuzz/corpus/* "$corpus"/
 build/wire_request_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
 rm -rf "$corpus"
 
+echo "== fuzz: checkpoint restore (libFuzzer + ASan/UBSan, bounded)"
+clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp tests/fuzz/checkpoint_restore_fuzz.cc \
+  cpp/buffer/local_buffer.cc cpp/policy/reservoir_policy.cc cpp/store/slot_arena.cc cpp/sampling/uniform_subset.cc \
+  -o build/checkpoint_restore_fuzz
+corpus=$(mktemp -d)
+build/checkpoint_restore_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -seed=1 -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
+rm -rf "$corpus"
+
 echo "== ruff"
 ruff check python tests benchmarks examples
 ruff format --check python tests benchmarks examples

@@ -23,6 +23,16 @@ def find_mpiexec() -> str | None:
 MPIEXEC = find_mpiexec()
 
 
+def require_engine(engine: str) -> None:
+    """Skips unless mpiexec and the engine ("mpi" or "thallium") are both available."""
+    from reverie import _core
+
+    if MPIEXEC is None:
+        pytest.skip("mpiexec not found (pip install mpich mpi4py)")
+    if not getattr(_core, f"HAVE_{engine.upper()}"):
+        pytest.skip(f"Reverie built without the {engine} engine")
+
+
 def json_objects(text: str) -> list[dict[str, Any]]:
     """Every top-level JSON object in text (ranks' lines may interleave)."""
     decoder = json.JSONDecoder()

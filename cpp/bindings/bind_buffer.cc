@@ -35,6 +35,7 @@ py::object state_of(const LocalBuffer& buf, const std::optional<Ptrs>& rows, siz
   out["classes"] = classes;
   out["insert_rng"] = state.insert_rng;
   out["sample_rng"] = state.sample_rng;
+  out["saturated"] = state.saturated;
   return out;
 }
 
@@ -46,6 +47,7 @@ void restore_from(LocalBuffer& buf, const py::dict& d, const Ptrs& rows, size_t 
   }
   state.insert_rng = d["insert_rng"].cast<Rng::State>();
   state.sample_rng = d["sample_rng"].cast<Rng::State>();
+  state.saturated = d.contains("saturated") && d["saturated"].cast<bool>();
   auto cols = columns_arg<ConstColumns>(buf.layout(), rows, n);
   py::gil_scoped_release release;
   buf.restore(state, cols);

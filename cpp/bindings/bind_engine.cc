@@ -10,6 +10,7 @@
 
 #include "bindings/columns_arg.h"
 #include "bindings/reply_dict.h"
+#include "bindings/seconds_arg.h"
 #include "engine/rehearsal_engine.h"
 #include "transport/transport.h"
 #ifdef REVERIE_HAVE_MPI
@@ -26,10 +27,7 @@ namespace {
 
 using Ptrs = std::vector<uintptr_t>;
 
-std::chrono::milliseconds ms(double seconds) {
-  if (!(seconds >= 0)) throw std::invalid_argument("timeout: expected seconds >= 0");
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
+std::chrono::milliseconds ms(double seconds) { return seconds_arg(seconds, "timeout", true); }
 
 // Byte arrays over an engine's receive block; each keeps the engine alive while in use.
 py::list block_arrays(py::object self, uint64_t which) {
@@ -59,6 +57,9 @@ py::dict stats_of(const RehearsalEngine& e) {
   d["insert_s"] = s.insert_ns * 1e-9;
   d["add_wait_s"] = s.add_wait_ns * 1e-9;
   d["failed_requests"] = s.failed_requests;
+  d["peers_timed_out"] = s.peers_timed_out;
+  d["bad_token_replies"] = s.bad_token_replies;
+  d["bad_token_requests"] = s.bad_token_requests;
   return d;
 }
 
@@ -74,6 +75,7 @@ void bind_wire(py::module_& m) {
       .value("timeout", wire::Status::kTimeout)
       .value("unreachable", wire::Status::kUnreachable);
   m.attr("WIRE_REQUEST_HEADER_BYTES") = sizeof(wire::RequestHeader);
+  m.attr("WIRE_VERSION") = wire::kVersion;
   m.attr("WIRE_REPLY_BYTES") = sizeof(wire::Reply);
   m.def(
       "wire_encode_request",

@@ -118,14 +118,16 @@ std::optional<LocalBuffer::State> LocalBuffer::snapshot(const Columns* rows) con
     if (rows->rows != policy_.size()) return std::nullopt;
     for (size_t slot = 0; slot < rows->rows; ++slot) arena_.copy_out(slot, *rows, slot);
   }
-  return State{policy_.classes(), insert_rng_.state(), sample_rng_.state()};
+  return State{policy_.classes(), insert_rng_.state(), sample_rng_.state(), policy_.saturated()};
 }
 
 void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
+  if (!Rng::usable(state.insert_rng)) throw std::invalid_argument("state: insert_rng is all zero");
+  if (!Rng::usable(state.sample_rng)) throw std::invalid_argument("state: sample_rng is all zero");
   std::unique_lock lock(mu_);
   std::lock_guard sample_lock(sample_mu_);
   ReservoirPolicy policy(policy_.capacity(), policy_.num_classes());
-  policy.restore(state.classes);
+  policy.restore(state.classes, state.saturated);
   if (rows.rows != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
   const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
   for (const auto& c : state.classes)

@@ -67,6 +67,7 @@ class LocalBuffer {
     std::vector<ReservoirPolicy::ClassState> classes;
     Rng::State insert_rng{};
     Rng::State sample_rng{};
+    bool saturated = false;  // adaptive: more labels seen than slots (ReservoirPolicy::saturated)
   };
   // Policy and RNG state, and (when `rows` is given) a copy of slots [0, size) into it,
   // taken under one lock so contents and counters agree. nullopt when size() != rows->rows.

@@ -44,6 +44,9 @@ class Rng {
 
   const State& state() const { return s_; }
   void set_state(const State& s) { s_ = s; }
+  // The all-zero state is a fixed point (next() returns 0 forever, so below() never ends):
+  // a restored state must be checked with this first.
+  static bool usable(const State& s) { return (s[0] | s[1] | s[2] | s[3]) != 0; }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -446,6 +446,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
   const int world = world_size();
   {
     std::lock_guard lock(mu_);
+    exclude_foreign_senders();
     plan_counts_ = sizes_;
     for (int p = 0; p < world; ++p)
       if (excluded_[p]) plan_counts_[p] = 0;
@@ -503,8 +504,12 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
       }
       keep[reply.peer] = false;
       failed += 1;
-      if (reply.status == wire::Status::kTimeout || reply.status == wire::Status::kClosing) {
+      // A peer with another job's token belongs to a different job: as loud as a dead one.
+      if (reply.status == wire::Status::kTimeout || reply.status == wire::Status::kClosing ||
+          reply.status == wire::Status::kBadToken) {
         excluded_[reply.peer] = true;
+        stats_.peers_timed_out += reply.status == wire::Status::kTimeout;
+        stats_.bad_token_replies += reply.status == wire::Status::kBadToken;
         std::fprintf(stderr, "reverie: rank %d: peer %d %s; excluding it from future draws\n", self_, reply.peer,
                      wire::to_string(reply.status));
       } else {
@@ -544,17 +549,29 @@ std::vector<uint64_t> RehearsalEngine::known_sizes() const {
   return sizes;
 }
 
+void RehearsalEngine::exclude_foreign_senders() {
+  if (!transport_) return;
+  for (int p : transport_->foreign_requests().peers())
+    if (p >= 0 && static_cast<size_t>(p) < excluded_.size() && p != self_) excluded_[p] = true;
+}
+
 std::vector<int> RehearsalEngine::excluded_peers() const {
   std::lock_guard lock(mu_);
+  std::vector<bool> excluded = excluded_;
+  if (transport_)
+    for (int p : transport_->foreign_requests().peers())
+      if (p >= 0 && static_cast<size_t>(p) < excluded.size() && p != self_) excluded[p] = true;
   std::vector<int> out;
-  for (size_t p = 0; p < excluded_.size(); ++p)
-    if (excluded_[p]) out.push_back(static_cast<int>(p));
+  for (size_t p = 0; p < excluded.size(); ++p)
+    if (excluded[p]) out.push_back(static_cast<int>(p));
   return out;
 }
 
 EngineStats RehearsalEngine::stats() const {
   std::lock_guard lock(mu_);
-  return stats_;
+  EngineStats s = stats_;
+  if (transport_) s.bad_token_requests = transport_->foreign_requests().count();
+  return s;
 }
 
 bool RehearsalEngine::close() {
@@ -598,6 +615,8 @@ EngineState RehearsalEngine::quiesce_and_snapshot() {
 }
 
 void RehearsalEngine::restore(const EngineState& state) {
+  if (!Rng::usable(state.select_rng)) throw std::invalid_argument("state: select_rng is all zero");
+  if (!Rng::usable(state.draw_rng)) throw std::invalid_argument("state: draw_rng is all zero");
   std::lock_guard lock(mu_);
   if (state.sizes.size() != sizes_.size())
     throw std::invalid_argument("state: sizes are for " + std::to_string(state.sizes.size()) + " ranks, not " +

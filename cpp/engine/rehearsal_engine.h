@@ -62,6 +62,9 @@ struct EngineStats {
   uint64_t insert_ns = 0;        // worker time spent applying inserts
   uint64_t add_wait_ns = 0;      // caller time blocked by a full queue
   uint64_t failed_requests = 0;
+  uint64_t peers_timed_out = 0;     // peers excluded because they did not answer in time
+  uint64_t bad_token_replies = 0;   // our requests a peer rejected for another job's token
+  uint64_t bad_token_requests = 0;  // peers' requests this rank rejected for that reason
 };
 
 class RehearsalEngine {
@@ -175,6 +178,8 @@ class RehearsalEngine {
   // is free (never waits for it); the worker applies the rest. mu_ held by `lock`.
   void apply_inline(std::unique_lock<std::mutex>& lock);
   size_t compact(size_t slot, const std::vector<bool>& keep_rank);
+  // Marks peers whose requests carried another job's token as excluded (mu_ held).
+  void exclude_foreign_senders();
   void stop_worker();
   // Answers peers' waiting requests from the calling thread (see Transport::serve_waiting).
   void serve_peers() {

@@ -35,18 +35,26 @@ bool ReservoirPolicy::accepts(int64_t label) const {
 
 size_t ReservoirPolicy::quota() const {
   if (fixed_classes_) return capacity_ / *fixed_classes_;
+  if (saturated_) return 0;
   return classes_.empty() ? capacity_ : capacity_ / classes_.size();
 }
 
-uint32_t ReservoirPolicy::class_index(int64_t label) {
+std::optional<uint32_t> ReservoirPolicy::class_index(int64_t label) {
   if (fixed_classes_) return static_cast<uint32_t>(label);
-  auto [it, inserted] = index_of_label_.try_emplace(label, static_cast<uint32_t>(classes_.size()));
-  if (inserted) classes_.push_back(ClassState{label, 0, {}});
-  return it->second;
+  if (auto it = index_of_label_.find(label); it != index_of_label_.end()) return it->second;
+  if (classes_.size() >= capacity_) {
+    saturated_ = true;  // quota 0 from now on: this label could never be stored
+    return std::nullopt;
+  }
+  index_of_label_.emplace(label, static_cast<uint32_t>(classes_.size()));
+  classes_.push_back(ClassState{label, 0, {}});
+  return static_cast<uint32_t>(classes_.size() - 1);
 }
 
 std::optional<uint32_t> ReservoirPolicy::offer(int64_t label, Rng& rng) {
-  const uint32_t cls = class_index(label);
+  const auto index = class_index(label);
+  if (!index) return std::nullopt;
+  const uint32_t cls = *index;
   ClassState& state = classes_[cls];
   state.seen += 1;
   if (state.members.size() < quota()) {
@@ -92,18 +100,41 @@ void ReservoirPolicy::detach(uint32_t slot) {
   members.pop_back();
 }
 
-void ReservoirPolicy::restore(std::vector<ClassState> classes) {
+void ReservoirPolicy::check_restorable(const std::vector<ClassState>& classes, bool saturated) const {
+  const auto fail = [](const std::string& what) { throw std::invalid_argument("state: " + what); };
   if (fixed_classes_ && classes.size() != *fixed_classes_)
-    throw std::invalid_argument("state: class count does not match num_classes");
+    fail("class count " + std::to_string(classes.size()) + " does not match num_classes " +
+         std::to_string(*fixed_classes_));
+  if (fixed_classes_ && saturated) fail("saturated is only for adaptive quotas");
+  if (!fixed_classes_ && classes.size() > capacity_)
+    fail(std::to_string(classes.size()) + " classes for " + std::to_string(capacity_) + " slots");
+  std::unordered_map<int64_t, size_t> labels;
   size_t total = 0;
-  for (const auto& c : classes) total += c.members.size();
-  if (total > capacity_) throw std::invalid_argument("state: more members than capacity");
-  std::vector<uint8_t> used(capacity_, 0);
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const ClassState& cs = classes[c];
+    const std::string which = "class " + std::to_string(c) + " (label " + std::to_string(cs.label) + ")";
+    if (fixed_classes_ && cs.label != static_cast<int64_t>(c)) fail(which + ": expected label " + std::to_string(c));
+    if (cs.label < 0) fail(which + ": labels must be >= 0");
+    if (!labels.emplace(cs.label, c).second) fail(which + ": label appears twice");
+    if (cs.seen < cs.members.size()) fail(which + ": seen is smaller than its member count");
+    if (fixed_classes_ && cs.members.size() > capacity_ / *fixed_classes_)
+      fail(which + ": more members than its quota " + std::to_string(capacity_ / *fixed_classes_));
+    total += cs.members.size();
+  }
+  if (total > capacity_) fail("more members than capacity");
+  std::vector<uint8_t> used(total, 0);
   for (const auto& c : classes)
     for (uint32_t s : c.members) {
-      if (s >= total || used[s]) throw std::invalid_argument("state: slots must be distinct and in [0, size)");
+      if (s >= total || used[s]) fail("slots must be distinct and in [0, size)");
       used[s] = 1;
     }
+}
+
+void ReservoirPolicy::restore(std::vector<ClassState> classes, bool saturated) {
+  check_restorable(classes, saturated);
+  size_t total = 0;
+  for (const auto& c : classes) total += c.members.size();
+  saturated_ = saturated;
   classes_ = std::move(classes);
   index_of_label_.clear();
   size_ = total;

@@ -46,13 +46,20 @@ class ReservoirPolicy {
   std::optional<uint32_t> num_classes() const { return fixed_classes_; }
   size_t quota() const;
   const std::vector<ClassState>& classes() const { return classes_; }
+  // Adaptive: more distinct labels were offered than there are slots, so every quota is 0.
+  // Labels past the capacity-th are not tracked: the bookkeeping is bounded by capacity.
+  bool saturated() const { return saturated_; }
   int64_t label_of(uint32_t slot) const { return classes_[slot_class_[slot]].label; }
 
-  // Rebuilds the policy from checkpointed class states (slots must be [0, size)).
-  void restore(std::vector<ClassState> classes);
+  // Rebuilds the policy from checkpointed class states. Throws std::invalid_argument,
+  // changing nothing, unless: fixed quotas have one state per label in order, adaptive
+  // labels are distinct, >= 0 and at most capacity of them; seen >= members; fixed classes
+  // hold at most their quota; member slots are distinct and exactly [0, size).
+  void restore(std::vector<ClassState> classes, bool saturated = false);
 
  private:
-  uint32_t class_index(int64_t label);
+  std::optional<uint32_t> class_index(int64_t label);
+  void check_restorable(const std::vector<ClassState>& classes, bool saturated) const;
   uint32_t evict_for_new_member(Rng& rng);
   void attach(uint32_t slot, uint32_t cls);
   void detach(uint32_t slot);
@@ -60,6 +67,7 @@ class ReservoirPolicy {
   size_t capacity_;
   std::optional<uint32_t> fixed_classes_;
   size_t size_ = 0;
+  bool saturated_ = false;
   std::vector<ClassState> classes_;
   std::unordered_map<int64_t, uint32_t> index_of_label_;
   std::vector<uint32_t> slot_class_;

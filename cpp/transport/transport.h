@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/columns.h"
+#include "transport/foreign_requests.h"
 #include "transport/wire_format.h"
 
 namespace reverie {
@@ -95,6 +96,12 @@ class Transport {
 
   // Not collective: stops serving at once (process exit without close()).
   virtual void abandon() = 0;
+
+  // Peers' requests this rank's server rejected for another job's token.
+  const ForeignRequests& foreign_requests() const { return foreign_; }
+
+ protected:
+  ForeignRequests foreign_;
 };
 
 }  // namespace reverie

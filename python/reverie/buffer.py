@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from reverie import _core
-from reverie.checkpoint import local_state, restore_local
 from reverie.samples import Samples
-from reverie.schema import FieldsArg, Schema
+from reverie.schema import FieldsArg, Schema, host_memory_bytes
+from reverie.state import local_state, restore_local
 
 
 def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | None, seed: int) -> None:
@@ -29,6 +29,22 @@ def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | 
 
 
 _MAX_SLOTS = 2**32 - 1  # slot indices are uint32
+
+
+def make_core_buffer(
+    schema: Schema, capacity: int, num_classes: int | None, candidates: int, seed: int
+) -> _core.LocalBuffer:
+    """The C++ buffer; ValueError/MemoryError naming ``capacity`` and the bytes asked for
+    when they exceed this machine's memory or cannot be allocated."""
+    asked = capacity * schema.sample_bytes
+    limit = host_memory_bytes()
+    what = f"{capacity} samples x {schema.sample_bytes} bytes = {asked} bytes"
+    if asked > limit:
+        raise ValueError(f"capacity: {what}, more than this machine's {limit} bytes of memory")
+    try:
+        return _core.LocalBuffer(schema.field_bytes, capacity, num_classes, candidates, seed)
+    except MemoryError:
+        raise MemoryError(f"capacity: {what} could not be allocated") from None
 
 
 def _is_int(v: object) -> bool:
@@ -64,7 +80,7 @@ class RehearsalBuffer:
         self.num_classes = num_classes
         self.candidates = candidates
         self.seed = seed
-        self._core = _core.LocalBuffer(self.schema.field_bytes, capacity, num_classes, candidates or 0, seed)
+        self._core = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, seed)
 
     @property
     def capacity(self) -> int:
@@ -94,7 +110,9 @@ class RehearsalBuffer:
             fields: ``{name: tensor [b, *shape]}`` (a bare tensor when there is one field);
                 CPU, contiguous, of the declared dtype. Copied: the caller may reuse them.
             labels: int64 ``[b]``.
-            weights: float32 ``[b]``; None means 1.0 for every sample.
+            weights: float32 ``[b]``, finite and >= 0; None means 1.0 for every sample.
+
+        Field values are stored bit for bit: NaN and infinity are data here, not errors.
         """
         ptrs, n, _alive = self.schema.batch_pointers(fields, labels, weights)
         error = self._core.check_labels(ptrs[len(self.schema.fields)], n)
@@ -148,9 +166,11 @@ class RehearsalBuffer:
                 raise ValueError(
                     f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
                 )
-        if dict(state["fields"]) != self.fields:
-            raise ValueError(f"state_dict: fields are {state['fields']!r}, this buffer has {self.fields!r}")
-        restore_local(self.schema, self._core, state)
+        if not isinstance(state.get("fields"), Mapping) or dict(state["fields"]) != self.fields:
+            raise ValueError(
+                f"state_dict: fields are {state.get('fields')!r}, this buffer has {self.fields!r}"
+            )
+        restore_local(self.schema, self._core, state, "state_dict")
 
     def __repr__(self) -> str:
         return f"RehearsalBuffer(size={len(self)}, capacity={self.capacity}, fields={self.fields})"

@@ -1,8 +1,13 @@
-"""Checkpoints of local and distributed buffers.
+"""Checkpoints of distributed buffers: files, manifest, validation, redistribution.
 
-A distributed checkpoint is a directory: ``manifest.json`` plus one ``rank-<i>.pt`` per
-rank (torch.save). It is written into ``<path>.partial`` and swapped in only when every
-rank has written its file, so a crash mid-write leaves the previous checkpoint intact.
+A checkpoint is a directory: ``manifest.json`` plus one ``rank-<i>.pt`` per rank. It is
+written into ``<path>.partial`` and swapped in only when every rank has written its file;
+during the swap the previous checkpoint is ``<path>.old`` for a moment.
+
+Trust: rank files are read with ``torch.load(weights_only=True)``, which rebuilds tensors
+and plain containers and refuses anything else (a pickled call is an error, not code that
+runs). Every value is then checked against the manifest and against the others before a
+buffer changes. See docs/security.md.
 """
 
 from __future__ import annotations
@@ -10,86 +15,239 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from reverie.bootstrap import Bootstrap
+from reverie.buffer import check_buffer_args
 from reverie.schema import Schema
-
-if TYPE_CHECKING:
-    from reverie.distributed import DistributedRehearsalBuffer
+from reverie.state import StateError, check_local_state, check_rng
 
 FORMAT_VERSION = 1
+CONFIG_KEYS = ("capacity", "num_classes", "candidates", "seed", "max_representatives")
 
 
-def local_state(schema: Schema, core: Any) -> dict[str, Any]:
-    """Contents (slots in order), reservoir and RNG state of a ``_core.LocalBuffer``."""
-    for _ in range(100):  # the size only grows, so a retry sees a larger, stable count
-        n = core.size()
-        rows = schema.allocate(n)
-        policy = core.state(schema.out_pointers(rows, n), n)
-        if policy is not None:
-            break
-    else:
-        raise RuntimeError("save: the buffer kept growing while being saved")
-    return {
-        "samples": {"fields": dict(rows), "labels": rows.labels, "weights": rows.weights},
-        "policy": policy,
-    }
+class CheckpointError(StateError):
+    """A checkpoint that cannot be loaded as it is (names the file and the field)."""
 
 
-def restore_local(schema: Schema, core: Any, state: Mapping[str, Any]) -> None:
-    """Writes a ``local_state`` back into a buffer of the same layout and quotas."""
-    samples = state["samples"]
-    ptrs, n, _alive = schema.batch_pointers(samples["fields"], samples["labels"], samples["weights"])
-    core.restore(state["policy"], ptrs, n)
-
-
-def save_distributed(dbuf: DistributedRehearsalBuffer, path: str | os.PathLike[str]) -> Path:
-    """Collective: applies pending adds, waits for draws in flight, writes the checkpoint."""
+# -- writing ------------------------------------------------------------------------------
+def save_distributed(
+    boot: Bootstrap,
+    path: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    take_state: Callable[[], dict[str, Any]],
+) -> Path:
+    """Collective: every rank writes ``take_state()``, rank 0 the manifest, then the swap.
+    A failure on any rank raises on every rank (the failing one raises its own error) and
+    leaves the previous checkpoint in place. An existing ``path`` that is not a checkpoint
+    is refused, never renamed or replaced."""
     final = Path(path)
     partial = final.with_name(final.name + ".partial")
-    boot = dbuf.bootstrap
+    boot.agree(_try(lambda: _prepare(final, partial, boot.rank == 0)), "save")
+    sizes: list[int] = []
+
+    def write_rank_file() -> None:
+        state = take_state()
+        sizes.append(int(state["samples"]["labels"].shape[0]))
+        _atomic_torch_save(state, partial / f"rank-{boot.rank}.pt")
+
+    boot.agree(_try(write_rank_file), "save")
+    all_sizes = boot.allgather(sizes[0], "save")
     if boot.rank == 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    boot.allgather(None)
-    engine = dbuf._engine_or_raise()
-    state = {"engine": engine.snapshot(), **local_state(dbuf.schema, dbuf._buffer)}
-    _atomic_torch_save(state, partial / f"rank-{boot.rank}.pt")
-    sizes = boot.allgather(len(dbuf))
-    if boot.rank == 0:
-        manifest = {"version": FORMAT_VERSION, "world_size": boot.size, "sizes": sizes, **_config(dbuf)}
-        _atomic_write(partial / "manifest.json", json.dumps(manifest, indent=2).encode())
-        _swap_in(partial, final)
-    boot.allgather(None)
+        manifest = {"version": FORMAT_VERSION, "world_size": boot.size, "sizes": all_sizes, **config}
+        error = _try(lambda: _finish(partial, final, manifest))
+    else:
+        error = None
+    boot.agree(error, "save")
     return final
 
 
-def read_manifest(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint directory to read (the previous one if a swap was interrupted) and its manifest."""
+def _prepare(final: Path, partial: Path, is_root: bool) -> None:
+    if final.exists() and not (final / "manifest.json").is_file():
+        raise FileExistsError(
+            f"path: {final} exists and is not a Reverie checkpoint (no manifest.json); refusing to replace it"
+        )
+    if is_root:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+
+
+def _finish(partial: Path, final: Path, manifest: dict[str, Any]) -> None:
+    _atomic_write(partial / "manifest.json", json.dumps(manifest, indent=2).encode())
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_checkpoint(
+    boot: Bootstrap, path: str | os.PathLike[str], world_size: int, rank: int
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """Collective: the checkpoint directory, its manifest and the rank files this rank needs
+    (its own on the same rank count, else all), each checked. When ``path`` is missing or
+    fails a check on any rank, every rank falls back to ``path.old`` (a swap that was cut
+    short) with a warning; CheckpointError on every rank when neither is usable."""
     final = Path(path)
-    for candidate in (final, final.with_name(final.name + ".old")):
-        if (candidate / "manifest.json").is_file():
-            manifest = json.loads((candidate / "manifest.json").read_text())
-            if manifest.get("version") != FORMAT_VERSION:
-                raise ValueError(
-                    f"path: checkpoint format {manifest.get('version')!r}, expected {FORMAT_VERSION}"
+    problems = []
+    for directory in (final, final.with_name(final.name + ".old")):
+        try:
+            manifest, states = _read_directory(directory, world_size, rank)
+            error = None
+        except (StateError, OSError) as exc:
+            error = str(exc)
+        errors = boot.allgather(error, "load")
+        if not any(errors):
+            if directory != final:
+                warnings.warn(
+                    f"load: {final} is not usable ({problems[0]}); loaded {directory}, the checkpoint "
+                    "kept while a save was being swapped in",
+                    RuntimeWarning,
+                    3,
                 )
-            return candidate, manifest
-    raise FileNotFoundError(f"path: no Reverie checkpoint (manifest.json) in {final}")
+            return directory, manifest, states
+        problems.append("; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e))
+    raise CheckpointError(
+        f"path: no usable checkpoint at {final}: {problems[0]} (and {final}.old: {problems[1]})"
+    )
+
+
+def _read_directory(
+    directory: Path, world_size: int, rank: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    manifest = read_manifest(directory)
+    schema = Schema(fields_from_manifest(manifest))
+    ranks = [rank] if manifest["world_size"] == world_size else range(manifest["world_size"])
+    states = [check_rank_state(load_rank_file(directory, r), manifest, schema, directory, r) for r in ranks]
+    return manifest, states
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of one checkpoint directory, every field checked."""
+    file = directory / "manifest.json"
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing (not a Reverie checkpoint)")
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{file}: unreadable ({exc})") from None
+    check_manifest(manifest, file)
+    return manifest
+
+
+def check_manifest(manifest: object, file: Path) -> None:
+    """Every manifest field, and each against the others; CheckpointError naming the field."""
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{file}: expected a JSON object")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: version: checkpoint format {manifest.get('version')!r}, expected {FORMAT_VERSION}"
+        )
+    missing = [k for k in ("world_size", "sizes", "fields", *CONFIG_KEYS) if k not in manifest]
+    if missing:
+        raise CheckpointError(f"{file}: missing {missing}")
+    world, sizes = manifest["world_size"], manifest["sizes"]
+    if not _is_int(world) or world < 1:
+        raise CheckpointError(f"{file}: world_size: expected an int >= 1, got {world!r}")
+    if not isinstance(sizes, list) or len(sizes) != world or not all(_is_int(n) and n >= 0 for n in sizes):
+        raise CheckpointError(f"{file}: sizes: expected {world} ints >= 0 (one per rank), got {sizes!r}")
+    try:
+        check_buffer_args(
+            manifest["capacity"], manifest["num_classes"], manifest["candidates"], manifest["seed"]
+        )
+        Schema(fields_from_manifest(manifest))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    if any(n > manifest["capacity"] for n in sizes):
+        raise CheckpointError(f"{file}: sizes: a rank holds more than capacity {manifest['capacity']}")
+    r = manifest["max_representatives"]
+    if not _is_int(r) or not 1 <= r <= 4096:
+        raise CheckpointError(f"{file}: max_representatives: expected an int in [1, 4096], got {r!r}")
 
 
 def fields_from_manifest(manifest: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    return {
-        name: (tuple(shape), getattr(torch, dtype)) for name, (shape, dtype) in manifest["fields"].items()
-    }
+    fields = manifest["fields"]
+    if not isinstance(fields, dict) or not fields:
+        raise ValueError(f"fields: expected a non-empty object name -> [shape, dtype], got {fields!r}")
+    out = {}
+    for name, spec in fields.items():
+        ok = (
+            isinstance(spec, list)
+            and len(spec) == 2
+            and isinstance(spec[0], list)
+            and isinstance(spec[1], str)
+        )
+        dtype = getattr(torch, spec[1], None) if ok else None
+        if not isinstance(dtype, torch.dtype) or not all(_is_int(d) for d in spec[0]):
+            raise ValueError(f"fields[{name!r}]: expected [shape, dtype name], got {spec!r}")
+        out[name] = (tuple(spec[0]), dtype)
+    return out
 
 
-def load_rank_file(directory: Path, rank: int) -> dict[str, Any]:
-    return torch.load(directory / f"rank-{rank}.pt", weights_only=False)
+def load_rank_file(directory: Path, rank: int) -> Any:
+    """A rank file, read with ``weights_only=True``: tensors and plain containers only."""
+    file = directory / f"rank-{rank}.pt"
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing") from None
+    except Exception as exc:  # torch raises many kinds for hostile or torn files
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{file}: refused or unreadable ({type(exc).__name__}: {reason})") from None
+
+
+def check_rank_state(
+    state: Any, manifest: Mapping[str, Any], schema: Schema, directory: Path, rank: int
+) -> Any:
+    """One rank file against the manifest: local state, engine state, sample count."""
+    where = str(directory / f"rank-{rank}.pt")
+    check_local_state(state, schema, manifest["capacity"], where)
+    n = int(state["samples"]["labels"].shape[0])
+    if n != manifest["sizes"][rank]:
+        raise CheckpointError(f"{where}: holds {n} samples, the manifest says {manifest['sizes'][rank]}")
+    labels = state["samples"]["labels"]
+    k = manifest["num_classes"]
+    if k is not None and n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise CheckpointError(f"{where}: labels outside [0, num_classes={k}) of the manifest")
+    classes = state["policy"]["classes"]
+    if k is not None and len(classes) != k:
+        raise CheckpointError(f"{where}: {len(classes)} classes, the manifest's num_classes is {k}")
+    engine = state.get("engine")
+    if not isinstance(engine, Mapping) or not {"select_rng", "draw_rng", "sizes"} <= set(engine):
+        raise CheckpointError(f"{where}: engine: expected select_rng, draw_rng and sizes")
+    for key in ("select_rng", "draw_rng"):
+        check_rng(engine[key], f"{where}: engine.{key}")
+    sizes = engine["sizes"]
+    if (
+        not isinstance(sizes, list)
+        or len(sizes) != manifest["world_size"]
+        or not all(_is_int(s) and s >= 0 for s in sizes)
+    ):
+        raise CheckpointError(f"{where}: engine.sizes: expected {manifest['world_size']} ints >= 0")
+    return state
+
+
+def check_overrides(overrides: Mapping[str, Any], states: list[dict[str, Any]]) -> None:
+    """Overrides of saved constructor arguments that would drop or misfile stored samples."""
+    unknown = sorted(set(overrides) - set(CONFIG_KEYS))
+    if unknown:
+        raise TypeError(f"load: unexpected arguments {unknown}; overridable: {list(CONFIG_KEYS)}")
+    k = overrides.get("num_classes")
+    if "num_classes" in overrides and k is not None:
+        top = max(
+            (int(s["samples"]["labels"].max()) for s in states if len(s["samples"]["labels"])), default=-1
+        )
+        if top >= k:
+            raise ValueError(
+                f"num_classes: the checkpoint holds label {top}, so num_classes={k} would drop samples"
+            )
 
 
 def redistribute(
@@ -134,15 +292,13 @@ def redistribute(
     }
 
 
-def _config(dbuf: DistributedRehearsalBuffer) -> dict[str, Any]:
-    return {
-        "capacity": dbuf.capacity,
-        "fields": {f.name: [list(f.shape), str(f.dtype).removeprefix("torch.")] for f in dbuf.schema.fields},
-        "num_classes": dbuf.num_classes,
-        "candidates": dbuf.candidates,
-        "seed": dbuf.seed,
-        "max_representatives": dbuf.max_representatives,
-    }
+# -- helpers ------------------------------------------------------------------------------
+def _try(step: Callable[[], object]) -> Exception | None:
+    try:
+        step()
+    except Exception as exc:  # handed to Bootstrap.agree, which re-raises it
+        return exc
+    return None
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -163,10 +319,5 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _swap_in(partial: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(partial, final)
-    shutil.rmtree(old, ignore_errors=True)
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import sys
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -13,11 +14,12 @@ from typing import Any
 
 import torch
 
-from reverie import _core, pinning
-from reverie.bootstrap import Bootstrap
-from reverie.buffer import check_buffer_args
+from reverie import _core, checkpoint, pinning
+from reverie.bootstrap import Bootstrap, check_timeout
+from reverie.buffer import check_buffer_args, make_core_buffer
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
+from reverie.state import local_state, restore_local
 
 ENGINES = ("auto", "mpi", "thallium")
 
@@ -42,7 +44,7 @@ class DrawHandle:
         ``labels [k]``, ``weights [k]`` and ``ranks [k]`` (owner of each sample), k <= r."""
         if self._result is None:
             engine = self._owner._engine_or_raise()
-            limit = self._owner.timeout if timeout is None else timeout
+            limit = self._owner.timeout if timeout is None else check_timeout(timeout, allow_zero=True)
             if not engine.wait(self.ticket, limit):
                 raise TimeoutError(f"get_remote_samples: no result within {limit} s")
             self._result = self._owner._draw_samples(self.ticket, engine.rows(self.ticket))
@@ -59,11 +61,16 @@ class DistributedRehearsalBuffer:
         engine: "mpi", "thallium", or "auto" (thallium when built, else mpi).
         address: Thallium protocol, e.g. "na+sm", "ofi+tcp", "ofi+verbs", "ofi+cxi".
         max_representatives: the largest r; receive memory is allocated and registered once.
-        timeout: seconds allowed for every remote operation and every blocking call.
+        timeout: seconds allowed for every remote operation and every blocking call,
+            collectives of construction, save and load included (finite, at most 1e7).
         queue_depth: queued ``add`` calls before ``add`` waits (back-pressure).
 
     Planning uses the global sizes learnt from the previous draw's replies, so they are at
     most one draw stale; the first draw of a rank sees only its own buffer.
+
+    Construction is collective: the ranks agree on the job token, the engine, the fields
+    (names, shapes, dtypes), max_representatives and the wire version, and every rank
+    raises ValueError naming what differs.
     """
 
     def __init__(
@@ -87,20 +94,17 @@ class DistributedRehearsalBuffer:
             raise ValueError(
                 f"max_representatives: expected an int in [1, 4096], got {max_representatives!r}"
             )
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout: expected seconds > 0, got {timeout!r}")
+        self.timeout = check_timeout(timeout)
         if not isinstance(queue_depth, int) or queue_depth < 1:
             raise ValueError(f"queue_depth: expected a positive int, got {queue_depth!r}")
         self.schema = Schema(fields)
         self.capacity, self.num_classes, self.candidates = capacity, num_classes, candidates
         self.max_representatives = max_representatives
-        self.timeout = float(timeout)
-        self.bootstrap = Bootstrap(comm)
+        self.bootstrap = Bootstrap(comm, self.timeout)
         self.rank, self.world_size = self.bootstrap.rank, self.bootstrap.size
         self.seed = seed
-        self._buffer = _core.LocalBuffer(self.schema.field_bytes, capacity, num_classes, 0, seed + self.rank)
-        token = self.bootstrap.bcast(secrets.randbits(63) if self.rank == 0 else None)
-        self.engine = _resolve_engine(engine, self.world_size)
+        self.engine, token = self._agree_on_setup(engine)
+        self._buffer = make_core_buffer(self.schema, capacity, num_classes, 0, seed + self.rank)
         transport = self._make_transport(self.engine, address, token)
         self._token = token  # job token and transport: kept for the fault tests' hooks
         self._transport = transport
@@ -120,6 +124,39 @@ class DistributedRehearsalBuffer:
         _open_buffers.add(self)
 
     # -- construction helpers ---------------------------------------------------------
+    def _agree_on_setup(self, engine: str) -> tuple[str, int]:
+        """Collective: the engine each rank resolves and what must match on every rank for
+        rows to travel intact; returns (engine, rank 0's job token)."""
+        error, resolved = None, None
+        try:
+            resolved = _resolve_engine(engine, self.world_size)
+        except ValueError as exc:
+            error = exc
+        mine = {
+            "engine": resolved,
+            "fields": ", ".join(
+                f"{f.name} {f.shape} {str(f.dtype).removeprefix('torch.')}" for f in self.schema.fields
+            ),
+            "max_representatives": self.max_representatives,
+            "wire": _core.WIRE_VERSION,
+        }
+        token = secrets.randbits(63) if self.rank == 0 else None
+        everyone = self.bootstrap.allgather({**mine, "token": token, "error": error and str(error)}, "setup")
+        if error is not None:
+            raise error
+        failed = [f"rank {r}: {d['error']}" for r, d in enumerate(everyone) if d["error"]]
+        if failed:
+            raise ValueError("engine: " + "; ".join(failed))
+        for key, value in mine.items():
+            differ = {r: d[key] for r, d in enumerate(everyone) if d[key] != value}
+            if differ:
+                raise ValueError(
+                    f"{key}: the ranks disagree: rank {self.rank} has {value!r}, "
+                    + ", ".join(f"rank {r} has {v!r}" for r, v in sorted(differ.items()))
+                    + f" (every rank must build the buffer with the same {key})"
+                )
+        return str(resolved), int(everyone[0]["token"])
+
     def _make_transport(self, engine: str, address: str | None, token: int) -> Any:
         if engine == "local":
             return None
@@ -223,7 +260,7 @@ class DistributedRehearsalBuffer:
 
     def flush(self, timeout: float | None = None) -> None:
         """Waits until this rank's pending adds are applied; TimeoutError after ``timeout`` s."""
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else check_timeout(timeout, allow_zero=True)
         if not self._engine_or_raise().flush(limit):
             raise TimeoutError(f"flush: pending adds not applied within {limit} s")
 
@@ -248,10 +285,27 @@ class DistributedRehearsalBuffer:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Collective checkpoint: applies pending adds, waits for draws in flight, then writes
-        ``path/manifest.json`` and one ``rank-<i>.pt`` per rank, atomically (see README)."""
-        from reverie.checkpoint import save_distributed
+        ``path/manifest.json`` and one ``rank-<i>.pt`` per rank, atomically. An existing
+        ``path`` that is not a checkpoint is refused (FileExistsError). A failure on any rank
+        raises on every rank and keeps the previous checkpoint (docs/security.md)."""
+        engine = self._engine_or_raise()
 
-        return save_distributed(self, path)
+        def take_state() -> dict[str, Any]:
+            return {"engine": engine.snapshot(), **local_state(self.schema, self._buffer)}
+
+        return checkpoint.save_distributed(self.bootstrap, path, self._config(), take_state)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "capacity": self.capacity,
+            "fields": {
+                f.name: [list(f.shape), str(f.dtype).removeprefix("torch.")] for f in self.schema.fields
+            },
+            "num_classes": self.num_classes,
+            "candidates": self.candidates,
+            "seed": self.seed,
+            "max_representatives": self.max_representatives,
+        }
 
     @classmethod
     def load(
@@ -266,31 +320,40 @@ class DistributedRehearsalBuffer:
         """Collective restore of ``save(path)``. On the same number of ranks it is bit-exact
         (same seed and inputs give the same draws as an uninterrupted run); on a different
         number, every class is dealt evenly over the new ranks. ``overrides`` replace saved
-        constructor arguments (e.g. ``capacity``, ``max_representatives``)."""
-        from reverie import checkpoint as ckpt
+        constructor arguments (``capacity``, ``max_representatives``, ...).
 
-        directory, manifest = ckpt.read_manifest(path)
-        config = {
-            key: manifest[key]
-            for key in ("capacity", "num_classes", "candidates", "seed", "max_representatives")
-        }
-        config["fields"] = ckpt.fields_from_manifest(manifest)
+        Files are read with ``torch.load(weights_only=True)`` and every value is checked
+        before anything changes; a checkpoint that fails on any rank raises on every rank
+        (CheckpointError naming the file and field), after falling back to ``path.old``
+        when a save was cut short mid-swap (docs/security.md)."""
+        boot = Bootstrap(comm, check_timeout(timeout))
+        _directory, manifest, states = checkpoint.read_checkpoint(boot, path, boot.size, boot.rank)
+        checkpoint.check_overrides(overrides, states)
+        config: dict[str, Any] = {key: manifest[key] for key in checkpoint.CONFIG_KEYS}
+        config["fields"] = checkpoint.fields_from_manifest(manifest)
         config.update(overrides)
         dbuf = cls(**config, comm=comm, engine=engine, address=address, timeout=timeout)
-        if manifest["world_size"] == dbuf.world_size:
-            state = ckpt.load_rank_file(directory, dbuf.rank)
-            ckpt.restore_local(dbuf.schema, dbuf._buffer, state)
-            dbuf._engine_or_raise().restore(state["engine"])
-        else:
-            states = [ckpt.load_rank_file(directory, r) for r in range(manifest["world_size"])]
-            share = ckpt.redistribute(
-                states, dbuf.schema, dbuf.rank, dbuf.world_size, dbuf.capacity, dbuf.num_classes
-            )
-            policy = dbuf._buffer.state()
-            policy["classes"] = share["classes"]
-            ckpt.restore_local(dbuf.schema, dbuf._buffer, {"samples": share["samples"], "policy": policy})
-        dbuf.bootstrap.allgather(None)
+        try:
+            dbuf.bootstrap.agree(checkpoint._try(lambda: dbuf._restore(manifest, states)), "load")
+        except Exception:
+            dbuf.close()
+            raise
         return dbuf
+
+    def _restore(self, manifest: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        if manifest["world_size"] == self.world_size:
+            (state,) = states
+            restore_local(self.schema, self._buffer, state, f"rank-{self.rank}.pt")
+            self._engine_or_raise().restore(state["engine"])
+            return
+        share = checkpoint.redistribute(
+            states, self.schema, self.rank, self.world_size, self.capacity, self.num_classes
+        )
+        policy = self._buffer.state()
+        policy["classes"] = share["classes"]
+        restore_local(
+            self.schema, self._buffer, {"samples": share["samples"], "policy": policy}, "redistributed"
+        )
 
     def close(self) -> None:
         """Collective: applies pending adds, finishes draws in flight, stops serving once
@@ -299,6 +362,7 @@ class DistributedRehearsalBuffer:
             return
         engine, self._engine = self._engine, None
         _open_buffers.discard(self)
+        _note_lost_peers(engine)
         closed = engine.close()
         if self._pinned:
             torch.cuda.synchronize()  # no copy may still read the blocks
@@ -309,6 +373,7 @@ class DistributedRehearsalBuffer:
     def _abandon(self) -> None:
         """Non-collective shutdown at interpreter exit, before MPI is finalised."""
         if self._engine is not None:
+            _note_lost_peers(self._engine)
             self._engine.abandon()
         self._engine = None
 
@@ -341,6 +406,12 @@ def _resolve_engine(engine: str, world_size: int) -> str:
 
 
 _open_buffers: weakref.WeakSet[DistributedRehearsalBuffer] = weakref.WeakSet()
+_lost_peers: set[int] = set()  # peers that stopped answering, over every buffer of this process
+
+
+def _note_lost_peers(engine: Any) -> None:
+    if engine.stats()["peers_timed_out"]:
+        _lost_peers.update(engine.excluded_peers())
 
 
 @atexit.register
@@ -348,3 +419,21 @@ def _shutdown_open_buffers() -> None:
     # Registered after mpi4py's finaliser, so it runs before it: servers stop while MPI lives.
     for buf in list(_open_buffers):
         buf._abandon()
+    _leave_without_finalize_after_lost_peers()
+
+
+def _leave_without_finalize_after_lost_peers() -> None:
+    """A peer that died or stalled never joins MPI_Finalize, which then waits forever. After
+    such a peer, the process ends here instead, without finalising MPI: with status 1 if
+    the program ended with an uncaught exception, else 0 (docs/security.md)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if not _lost_peers or mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return
+    status = 1 if getattr(sys, "last_value", None) is not None else 0
+    sys.stderr.write(
+        f"reverie: peers {sorted(_lost_peers)} stopped answering during this run; exiting with status "
+        f"{status} without MPI_Finalize, which would wait for them\n"
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,7 +51,13 @@ class Schema:
                 raise ValueError(f"fields[{name!r}]: shape must be positive ints, got {shape!r}")
             if not isinstance(dtype, torch.dtype) or dtype.is_complex:
                 raise TypeError(f"fields[{name!r}]: dtype must be a real torch.dtype, got {dtype!r}")
-            specs.append(FieldSpec(name, tuple(shape), dtype))
+            spec = FieldSpec(name, tuple(shape), dtype)
+            if spec.row_bytes > host_memory_bytes():
+                raise ValueError(
+                    f"fields[{name!r}]: shape {spec.shape} is {spec.row_bytes} bytes per sample, "
+                    f"more than this machine's {host_memory_bytes()} bytes of memory"
+                )
+            specs.append(spec)
         self.fields: tuple[FieldSpec, ...] = tuple(specs)
         self._name_set = frozenset(f.name for f in specs)
 
@@ -100,8 +107,8 @@ class Schema:
         else:
             if _check_vector("weights", weights, torch.float32) != n:
                 raise ValueError(f"weights: expected shape ({n},), got {tuple(weights.shape)}")
-            if not bool(torch.isfinite(weights).all()):
-                raise ValueError("weights: expected finite values")
+            if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+                raise ValueError("weights: expected finite values >= 0")
             tensors.append(weights)
             ptrs.append(weights.data_ptr())
         return ptrs, n, tensors
@@ -134,6 +141,11 @@ class Schema:
             if _check_vector(name, t, dtype) < r:
                 raise ValueError(f"{name}: expected at least {r} entries, got {t.shape[0]}")
         return [out[f.name].data_ptr() for f in self.fields] + [out.labels.data_ptr(), out.weights.data_ptr()]
+
+
+def host_memory_bytes() -> int:
+    """Physical memory of this machine: no buffer or sample may be larger."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _check_tensor(where: str, t: object, dtype: torch.dtype) -> None:

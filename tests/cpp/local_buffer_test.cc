@@ -279,6 +279,19 @@ TEST(LocalBufferTest, StateRestoreGivesIdenticalFuture) {
   EXPECT_EQ(b.size(), size_before);
 }
 
+TEST(LocalBufferTest, RestoreRefusesAllZeroGeneratorStates) {
+  LocalBuffer a(kLayout, BufferOptions{12, std::nullopt, 0, 7});
+  Rows in = batch(0, 6, 3);
+  a.add(in.in());
+  for (auto LocalBuffer::State::*rng : {&LocalBuffer::State::insert_rng, &LocalBuffer::State::sample_rng}) {
+    auto state = a.state();
+    state.*rng = Rng::State{};
+    LocalBuffer b(kLayout, BufferOptions{12, std::nullopt, 0, 1});
+    EXPECT_THROW(b.restore(state, in.in()), std::invalid_argument);
+    EXPECT_EQ(b.size(), 0u);
+  }
+}
+
 TEST(LocalBufferTest, ConcurrentAddAndSampleKeepRowsIntact) {
   LocalBuffer buf(kLayout, BufferOptions{64, 4u, 8, 3});
   std::atomic<bool> failed{false};

@@ -200,6 +200,37 @@ TEST(ReservoirPolicyTest, RestoreRebuildsAndValidates) {
   EXPECT_EQ(fixed.label_of(0), 1);
 }
 
+TEST(ReservoirPolicyTest, RestoreChecksEveryFieldAgainstTheOthers) {
+  using CS = ReservoirPolicy::ClassState;
+  ReservoirPolicy fixed(6, 3u);
+  EXPECT_THROW(fixed.restore({CS{100, 1, {0}}, CS{101, 1, {1}}, CS{102, 1, {2}}}), std::invalid_argument);
+  EXPECT_THROW(fixed.restore({CS{0, 3, {0, 1, 2}}, CS{1, 0, {}}, CS{2, 0, {}}}), std::invalid_argument);  // > quota 2
+  EXPECT_THROW(fixed.restore({CS{0, 0, {0}}, CS{1, 0, {}}, CS{2, 0, {}}}), std::invalid_argument);  // seen < members
+  EXPECT_THROW(fixed.restore({CS{0, 1, {0}}, CS{1, 0, {}}, CS{2, 0, {}}}, true), std::invalid_argument);
+  ReservoirPolicy adaptive(5, std::nullopt);
+  EXPECT_THROW(adaptive.restore({CS{0, 4, {0, 1, 2, 3}}, CS{0, 1, {4}}}), std::invalid_argument);  // label twice
+  EXPECT_THROW(adaptive.restore({CS{-1, 1, {0}}}), std::invalid_argument);
+  std::vector<CS> six;
+  for (int64_t label = 0; label < 6; ++label) six.push_back(CS{label, 0, {}});
+  EXPECT_THROW(adaptive.restore(six), std::invalid_argument);  // more classes than slots
+  EXPECT_EQ(fixed.size(), 0u);
+  EXPECT_EQ(adaptive.size(), 0u);
+  EXPECT_TRUE(adaptive.classes().empty());
+}
+
+TEST(ReservoirPolicyTest, AdaptiveBookkeepingIsBoundedByCapacity) {
+  ReservoirPolicy p(10, std::nullopt);
+  Rng rng(3);
+  for (int64_t label = 0; label < 100000; ++label) p.offer(label, rng);
+  EXPECT_EQ(p.classes().size(), 10u);
+  EXPECT_TRUE(p.saturated());
+  EXPECT_EQ(p.quota(), 0u);
+  EXPECT_EQ(p.size(), 10u);
+  expect_consistent(p);
+  EXPECT_FALSE(p.offer(123456789, rng).has_value());
+  EXPECT_EQ(p.classes().size(), 10u);
+}
+
 TEST(CandidateSelectionTest, SelectsExactlyWantedInRowOrder) {
   Rng rng(4);
   for (uint64_t wanted : {1u, 3u, 10u}) {

@@ -292,7 +292,9 @@ def scenario_bad_requests(engine: str) -> dict:
             remote += int((batch.ranks != RANK).sum())
             merge(total, check_draw("single", batch))
         out["after"] = dict(total, remote=remote, excluded=dbuf.excluded_peers())
-        out["after"]["failed_requests"] = int(dbuf.engine_stats()["failed_requests"])
+        stats = dbuf.engine_stats()
+        out["after"]["failed_requests"] = int(stats["failed_requests"])
+        out["after"]["bad_token_requests"] = int(stats["bad_token_requests"])
     return out
 
 

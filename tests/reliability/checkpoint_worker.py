@@ -1,7 +1,7 @@
 """Runs under mpiexec. Modes:
-  exact DIR      run A saves halfway and goes on; run B loads and replays: same draws.
-  save DIR       fill a buffer (class-tagged data) and save it.
-  reload DIR     load a checkpoint written by a different number of ranks; report classes.
+  exact DIR ENGINE    run A saves halfway and goes on; run B loads and replays: same draws.
+  save DIR ENGINE     fill a buffer (class-tagged data) and save it.
+  reload DIR ENGINE   load a checkpoint written by a different number of ranks; report classes.
 Prints one JSON line per rank.
 """
 
@@ -39,20 +39,24 @@ def replay(dbuf: DistributedRehearsalBuffer, first: int, last: int) -> list[list
     return out
 
 
-def exact(directory: str) -> dict:
+def exact(directory: str, engine: str) -> dict:
     comm = MPI.COMM_WORLD
-    with DistributedRehearsalBuffer(48, FIELDS, candidates=6, seed=11, comm=comm, timeout=20) as a:
+    with DistributedRehearsalBuffer(
+        48, FIELDS, candidates=6, seed=11, comm=comm, engine=engine, timeout=20
+    ) as a:
         replay(a, 0, 20)
         a.save(directory)
         uninterrupted = replay(a, 20, 40)
-    with DistributedRehearsalBuffer.load(directory, comm=comm, timeout=20) as b:
+    with DistributedRehearsalBuffer.load(directory, comm=comm, engine=engine, timeout=20) as b:
         restored = replay(b, 20, 40)
     return {"same_draws": uninterrupted == restored, "draws": len(restored)}
 
 
-def save(directory: str) -> dict:
+def save(directory: str, engine: str) -> dict:
     comm = MPI.COMM_WORLD
-    with DistributedRehearsalBuffer(60, FIELDS, num_classes=6, seed=2, comm=comm, timeout=20) as d:
+    with DistributedRehearsalBuffer(
+        60, FIELDS, num_classes=6, seed=2, comm=comm, engine=engine, timeout=20
+    ) as d:
         for step in range(30):
             x, y, w = batch(comm.rank, step)
             d.add(x, y, w)
@@ -60,15 +64,15 @@ def save(directory: str) -> dict:
         return {"size": len(d), "classes": d.class_counts()}
 
 
-def reload(directory: str) -> dict:
+def reload(directory: str, engine: str) -> dict:
     comm = MPI.COMM_WORLD
-    with DistributedRehearsalBuffer.load(directory, comm=comm, timeout=20) as d:
+    with DistributedRehearsalBuffer.load(directory, comm=comm, engine=engine, timeout=20) as d:
         s = d.get_remote_samples(8).wait()
         consistent = bool(torch.equal(s["x"][:, 0].long(), s.labels))
         return {"size": len(d), "classes": d.class_counts(), "consistent": consistent}
 
 
 if __name__ == "__main__":
-    mode, directory = sys.argv[1], sys.argv[2]
-    result = {"exact": exact, "save": save, "reload": reload}[mode](directory)
+    mode, directory, engine = sys.argv[1], sys.argv[2], sys.argv[3]
+    result = {"exact": exact, "save": save, "reload": reload}[mode](directory, engine)
     sys.stdout.write(json.dumps({"rank": MPI.COMM_WORLD.rank, **result}) + "\n")

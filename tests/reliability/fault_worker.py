@@ -2,8 +2,8 @@
 ``os._exit`` with its threads running, no close, no MPI_Finalize — to its peers exactly what
 a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
 tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
-and close within the timeout. Each rank writes one JSON line; survivors then leave
-without MPI_Finalize (a dead peer may hang the MPI library's own teardown, not ours)."""
+and close within the timeout. Each rank writes one JSON line; survivors then simply return:
+Reverie must end them although MPI_Finalize would wait for the lost peer forever."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def intact(s) -> bool:
 
 
 def main() -> None:
-    fault = sys.argv[1]
+    fault, engine = sys.argv[1], sys.argv[2]
     # Hydra (-disable-auto-cleanup) tells survivors of a failure with SIGUSR1, which would
     # terminate them by default; a job that wants to outlive a peer ignores it.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     comm = MPI.COMM_WORLD
     rank = comm.rank
     dbuf = DistributedRehearsalBuffer(
-        200, {"x": ((4,), torch.float32)}, candidates=8, comm=comm, timeout=TIMEOUT
+        200, {"x": ((4,), torch.float32)}, candidates=8, comm=comm, engine=engine, timeout=TIMEOUT
     )
     for step in range(10):
         dbuf.add(*batch(rank, step))
@@ -89,7 +89,6 @@ def main() -> None:
             "close_s": time.perf_counter() - t,
         }
     )
-    os._exit(0)
 
 
 if __name__ == "__main__":

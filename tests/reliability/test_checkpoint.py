@@ -28,7 +28,7 @@ def test_local_state_dict_through_torch_save() -> None:
     torch.save({"buffer": a.state_dict(), "epoch": 3}, blob)
     blob.seek(0)
     b = RehearsalBuffer(30, {"x": ((2,), torch.float16)}, num_classes=3, candidates=4, seed=99)
-    b.load_state_dict(torch.load(blob, weights_only=False)["buffer"])
+    b.load_state_dict(torch.load(blob, weights_only=True)["buffer"])
     for i in range(5):  # same future inserts and draws
         y = torch.arange(8) % 3
         x = torch.full((8, 2), 100.0 + i, dtype=torch.float16)
@@ -44,19 +44,25 @@ def test_local_state_dict_rejects_other_layouts() -> None:
         b.load_state_dict(a.state_dict())
 
 
+@pytest.mark.parametrize("engine", ["mpi", "thallium"])
 @pytest.mark.parametrize("ranks", [1, 2, 4])
-def test_restore_gives_same_draws(tmp_path: Path, ranks: int) -> None:
-    results = run_ranks(ranks, "exact", str(tmp_path / "ckpt"))
+def test_restore_gives_same_draws(tmp_path: Path, ranks: int, engine: str) -> None:
+    mpi_launch.require_engine(engine)
+    results = run_ranks(ranks, "exact", str(tmp_path / "ckpt"), engine)
     assert all(r["same_draws"] and r["draws"] == 20 for r in results), results
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted(
         ["manifest.json", *[f"rank-{i}.pt" for i in range(ranks)]]
     )
 
 
+@pytest.mark.parametrize("engine", ["mpi", "thallium"])
 @pytest.mark.parametrize(("before", "after"), [(4, 2), (2, 4)])
-def test_restore_on_other_rank_count_redistributes(tmp_path: Path, before: int, after: int) -> None:
-    saved = run_ranks(before, "save", str(tmp_path / "ckpt"))
-    loaded = run_ranks(after, "reload", str(tmp_path / "ckpt"))
+def test_restore_on_other_rank_count_redistributes(
+    tmp_path: Path, before: int, after: int, engine: str
+) -> None:
+    mpi_launch.require_engine(engine)
+    saved = run_ranks(before, "save", str(tmp_path / "ckpt"), engine)
+    loaded = run_ranks(after, "reload", str(tmp_path / "ckpt"), engine)
     per_class_before = {}
     for r in saved:
         for label, n in r["classes"].items():

@@ -482,6 +482,7 @@ void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
   LocalBuffer::ReadAccess rows = buffer_->read_access();
   const auto req = wire::decode_request(data, bytes, options_.token, options_.max_rows, rows.size);
   served_.fetch_add(1, std::memory_order_relaxed);
+  if (req.status == wire::Status::kBadToken) foreign_.record(source);
   if (!req.has_id) {
     // No id, so no reply tag: answer on the anonymous tag, without waiting (a well-behaved
     // requester never sends such a request, so nobody may ever receive it).

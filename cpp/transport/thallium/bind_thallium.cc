@@ -8,19 +8,12 @@
 #include <vector>
 
 #include "bindings/reply_dict.h"
+#include "bindings/seconds_arg.h"
 #include "transport/thallium/thallium_transport.h"
 
 namespace py = pybind11;
 
 namespace reverie {
-namespace {
-
-std::chrono::milliseconds seconds_arg(double seconds, const char* name) {
-  if (!(seconds > 0)) throw std::invalid_argument(std::string(name) + ": expected seconds > 0");
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
-
-}  // namespace
 
 void bind_thallium(py::module_& m) {
   py::class_<ThalliumTransport, Transport, std::shared_ptr<ThalliumTransport>>(m, "ThalliumTransport")

@@ -143,6 +143,7 @@ void SampleProvider::get_samples(const tl::request& req, const std::string& requ
     const auto decoded = wire::decode_request(reinterpret_cast<const std::byte*>(request.data()), request.size(),
                                               options_.token, options_.max_rows, size);
     wire::Status status = decoded.status;
+    if (status == wire::Status::kBadToken && options_.foreign != nullptr) options_.foreign->record(-1);
     if (decoded.has_id && !admitted) status = wire::Status::kClosing;
     uint32_t rows = 0;
     if (status == wire::Status::kOk && decoded.count > 0) {

@@ -33,6 +33,7 @@
 #include <thallium.hpp>
 
 #include "buffer/local_buffer.h"
+#include "transport/foreign_requests.h"
 #include "transport/wire_format.h"
 
 namespace reverie {
@@ -48,6 +49,7 @@ struct SampleProviderOptions {
   uint32_t max_rows = 64;  // most slots one request may name
   int world_size = 1;      // ranks that may announce closing
   std::chrono::milliseconds push_timeout{30000};
+  ForeignRequests* foreign = nullptr;  // counts requests with another job's token (the transport's)
 };
 
 class SampleProvider final : public tl::provider<SampleProvider> {

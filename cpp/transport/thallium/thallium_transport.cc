@@ -110,7 +110,7 @@ ThalliumTransport::ThalliumTransport(std::shared_ptr<const LocalBuffer> buffer, 
     if (!buffer_) throw std::invalid_argument("buffer: expected a LocalBuffer");
     provider_ = std::make_unique<SampleProvider>(
         engine_, buffer_,
-        SampleProviderOptions{options_.token, options_.max_rows, options_.world_size, options_.timeout});
+        SampleProviderOptions{options_.token, options_.max_rows, options_.world_size, options_.timeout, &foreign_});
     get_samples_ = engine_.define(kGetSamplesRpc);
     closing_ = engine_.define(kClosingRpc);
   } catch (...) {
