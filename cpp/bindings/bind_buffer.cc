@@ -39,7 +39,7 @@ py::object state_of(const LocalBuffer& buf, const std::optional<Ptrs>& rows, siz
   return out;
 }
 
-void restore_from(LocalBuffer& buf, const py::dict& d, const Ptrs& rows, size_t n) {
+LocalBuffer::State state_from(const py::dict& d) {
   LocalBuffer::State state;
   for (auto item : d["classes"].cast<py::list>()) {
     auto t = item.cast<py::tuple>();
@@ -48,6 +48,11 @@ void restore_from(LocalBuffer& buf, const py::dict& d, const Ptrs& rows, size_t 
   state.insert_rng = d["insert_rng"].cast<Rng::State>();
   state.sample_rng = d["sample_rng"].cast<Rng::State>();
   state.saturated = d.contains("saturated") && d["saturated"].cast<bool>();
+  return state;
+}
+
+void restore_from(LocalBuffer& buf, const py::dict& d, const Ptrs& rows, size_t n) {
+  const LocalBuffer::State state = state_from(d);
   auto cols = columns_arg<ConstColumns>(buf.layout(), rows, n);
   py::gil_scoped_release release;
   buf.restore(state, cols);
@@ -56,6 +61,14 @@ void restore_from(LocalBuffer& buf, const py::dict& d, const Ptrs& rows, size_t 
 }  // namespace
 
 void bind_buffer(py::module_& m) {
+  m.def(
+      "check_buffer_state",
+      [](const py::dict& state, uintptr_t labels, size_t n, size_t capacity, std::optional<uint32_t> num_classes) {
+        return LocalBuffer::check_state(state_from(state), reinterpret_cast<const int64_t*>(labels), n, capacity,
+                                        num_classes);
+      },
+      py::arg("state"), py::arg("labels"), py::arg("n"), py::arg("capacity"), py::arg("num_classes"),
+      "Empty when a policy state with these row labels could be restored, else what is wrong.");
   py::class_<LocalBuffer, std::shared_ptr<LocalBuffer>>(m, "LocalBuffer")
       .def(py::init(&make_buffer), py::arg("field_bytes"), py::arg("capacity"), py::arg("num_classes"),
            py::arg("candidates"), py::arg("seed"))

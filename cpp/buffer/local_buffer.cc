@@ -121,18 +121,35 @@ std::optional<LocalBuffer::State> LocalBuffer::snapshot(const Columns* rows) con
   return State{policy_.classes(), insert_rng_.state(), sample_rng_.state(), policy_.saturated()};
 }
 
-void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
+ReservoirPolicy LocalBuffer::checked_policy(const State& state, const int64_t* labels, size_t n, size_t capacity,
+                                            std::optional<uint32_t> num_classes) {
   if (!Rng::usable(state.insert_rng)) throw std::invalid_argument("state: insert_rng is all zero");
   if (!Rng::usable(state.sample_rng)) throw std::invalid_argument("state: sample_rng is all zero");
-  std::unique_lock lock(mu_);
-  std::lock_guard sample_lock(sample_mu_);
-  ReservoirPolicy policy(policy_.capacity(), policy_.num_classes());
+  ReservoirPolicy policy(capacity, num_classes);
   policy.restore(state.classes, state.saturated);
-  if (rows.rows != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
-  const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
+  if (n != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
   for (const auto& c : state.classes)
     for (uint32_t slot : c.members)
       if (labels[slot] != c.label) throw std::invalid_argument("state: a sample's label does not match its class");
+  return policy;
+}
+
+std::string LocalBuffer::check_state(const State& state, const int64_t* labels, size_t n, size_t capacity,
+                                     std::optional<uint32_t> num_classes) {
+  try {
+    ReservoirPolicy::check_options(capacity, num_classes);
+    checked_policy(state, labels, n, capacity, num_classes);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return {};
+}
+
+void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
+  const auto* labels = reinterpret_cast<const int64_t*>(rows.base[layout().label_column()]);
+  ReservoirPolicy policy = checked_policy(state, labels, rows.rows, policy_.capacity(), policy_.num_classes());
+  std::unique_lock lock(mu_);
+  std::lock_guard sample_lock(sample_mu_);
   policy_ = std::move(policy);
   for (size_t i = 0; i < rows.rows; ++i) arena_.copy_in(i, rows, i);
   insert_rng_.set_state(state.insert_rng);

@@ -74,11 +74,18 @@ class LocalBuffer {
   std::optional<State> snapshot(const Columns* rows) const;
   State state() const { return *snapshot(nullptr); }
   // Replaces contents, policy and RNG state; `rows` holds slots [0, size) in order.
+  // Throws std::invalid_argument, changing nothing, when check_state() would object.
   void restore(const State& state, const ConstColumns& rows);
+  // Empty when `state` with row labels[0, n) could be restored into a buffer with these
+  // options, else what is wrong: restore()'s checks without allocating the slots.
+  static std::string check_state(const State& state, const int64_t* labels, size_t n, size_t capacity,
+                                 std::optional<uint32_t> num_classes);
 
  private:
   // Throws std::invalid_argument when a label is not accepted (before any lock is taken).
   void check_rows(const ConstColumns& rows) const;
+  static ReservoirPolicy checked_policy(const State& state, const int64_t* labels, size_t n, size_t capacity,
+                                        std::optional<uint32_t> num_classes);
   // Offers the candidates of `rows` to the policy and copies the accepted ones (mu_ held).
   size_t insert_locked(const ConstColumns& rows);
 

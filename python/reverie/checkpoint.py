@@ -25,7 +25,7 @@ import torch
 from reverie.bootstrap import Bootstrap
 from reverie.buffer import check_buffer_args
 from reverie.schema import Schema
-from reverie.state import StateError, check_local_state, check_rng
+from reverie.state import StateError, check_consistency, check_local_state, check_rng
 
 FORMAT_VERSION = 1
 CONFIG_KEYS = ("capacity", "num_classes", "candidates", "seed", "max_representatives")
@@ -216,9 +216,7 @@ def check_rank_state(
     k = manifest["num_classes"]
     if k is not None and n and (int(labels.min()) < 0 or int(labels.max()) >= k):
         raise CheckpointError(f"{where}: labels outside [0, num_classes={k}) of the manifest")
-    classes = state["policy"]["classes"]
-    if k is not None and len(classes) != k:
-        raise CheckpointError(f"{where}: {len(classes)} classes, the manifest's num_classes is {k}")
+    check_consistency(state, manifest["capacity"], k, where)
     engine = state.get("engine")
     if not isinstance(engine, Mapping) or not {"select_rng", "draw_rng", "sizes"} <= set(engine):
         raise CheckpointError(f"{where}: engine: expected select_rng, draw_rng and sizes")

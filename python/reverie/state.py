@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from reverie import _core
 from reverie.schema import Schema
 
 RNG_WORDS = 4  # xoshiro256**
@@ -66,6 +67,18 @@ def check_local_state(state: object, schema: Schema, capacity: int, where: str =
     if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
         raise StateError(f"{where}.samples.weights: expected finite values >= 0")
     check_policy(top["policy"], n, f"{where}.policy")
+
+
+def check_consistency(state: Mapping[str, Any], capacity: int, num_classes: int | None, where: str) -> None:
+    """A state that passed ``check_local_state`` against the quotas: the C++ core's restore
+    checks (one class per label, distinct slots, labels of member rows), without allocating
+    a buffer. StateError naming what is wrong."""
+    labels = state["samples"]["labels"]
+    error = _core.check_buffer_state(
+        _policy_for_core(state["policy"]), labels.data_ptr(), int(labels.shape[0]), capacity, num_classes
+    )
+    if error:
+        raise StateError(f"{where}: {error}")
 
 
 def check_policy(policy: object, n: int, where: str) -> None:
