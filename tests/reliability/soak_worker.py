@@ -38,12 +38,15 @@ def checksum(x: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--engine", default="auto", choices=["auto", "mpi", "thallium"])
     args = p.parse_args()
     comm = MPI.COMM_WORLD
     g = torch.Generator().manual_seed(comm.rank)
     threads0, fds0 = count("/proc/self/task"), count("/proc/self/fd")
     fields = {"x": ((WIDTH,), torch.int32), "sum": ((), torch.int64)}
-    dbuf = DistributedRehearsalBuffer(500, fields, candidates=8, comm=comm, seed=1, timeout=30)
+    dbuf = DistributedRehearsalBuffer(
+        500, fields, candidates=8, comm=comm, seed=1, engine=args.engine, timeout=30
+    )
     bad = drawn = 0
     warm_rss = 0
     for step in range(args.steps):

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import mpi_launch
+import pytest
 
 WORKER = Path(__file__).with_name("soak_worker.py")
 
 
-def test_soak_four_ranks() -> None:
-    results = mpi_launch.run_ranks(WORKER, 4, "--steps", "2000", timeout=600)
+@pytest.mark.parametrize("engine", ["mpi", "thallium"])
+def test_soak_four_ranks(engine: str) -> None:
+    mpi_launch.require_engine(engine)
+    results = mpi_launch.run_ranks(WORKER, 4, "--steps", "2000", "--engine", engine, timeout=600)
     for r in results:
         print(r)  # the growth is reported in the test log (pytest -s)
         assert r["drawn"] > 0.9 * 16 * r["steps"]
