@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "buffer/local_buffer.h"
-#include "engine/staging_block.h"
 #include "sampling/draw_plan.h"
+#include "store/staging_block.h"
 #include "transport/transport.h"
 
 namespace reverie {
