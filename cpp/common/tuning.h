@@ -32,110 +32,110 @@ inline constexpr unsigned long kTimerSlackNs = 1000;
 // Backoff's first sleep when a caller names none. Not measured on its own.
 inline constexpr us kDefaultMinSleep{10};
 
+// One line per waiting policy: the constants of a line are used together.
+
 // ---- Rehearsal engine (engine/rehearsal_engine.*) ----
+namespace engine {
 
 // Worker and waiter yield this long before sleeping on the condition variable, so
 // back-to-back draws skip a sleeping thread's wake-up (several us each way). Short: in
 // training the next request comes a step later, and a yield loop on a box with fewer cores
 // than threads takes that time from the step. Machine-specific (dev box).
-inline constexpr us kEngineHotWait{20};
+inline constexpr us kHotWait{20};
 // Requests closer together than this are back-to-back draws (a benchmark loop): only then
 // does the worker stay hot after a draw. Training steps are milliseconds apart, so any
 // value well below a step works. Not machine-specific.
-inline constexpr us kEngineBackToBack{1000};
+inline constexpr us kBackToBack{1000};
 // A caller that runs a draw this soon after requesting it (as get_remote_samples(r).wait()
 // does) is left its next draws, and the worker is not woken for them: the wake-ups made a
 // 28 x 602 KB draw take 3.7-5.3 ms instead of 1.7-1.9 ms (2 ranks on 2 cores, dev box,
 // benchmarks/remote_fetch.py). Machine-specific in the cost it avoids, not in its meaning.
-inline constexpr us kEngineClaimWindow{50};
-// A caller waiting for a parked draw polls it hot this long, then sleeps up to
-// kEngineParkedMaxSleep between polls (so the step it holds up loses little once the
-// replies are in). Not measured on their own; machine-specific like every hot window.
-inline constexpr us kEngineParkedSpin{200};
-inline constexpr us kEngineParkedMaxSleep{50};
+inline constexpr us kClaimWindow{50};
+// A caller waiting for a parked draw polls it hot for kParkedSpin, then sleeps up to
+// kParkedMaxSleep between polls (so the step it holds up loses little once the replies
+// are in). Not measured on their own; machine-specific like every hot window.
+inline constexpr us kParkedSpin{200}, kParkedMaxSleep{50};
 // Local rows of a draw are copied in chunks of about this many bytes (one row at least),
 // answering peers in between: a whole-draw copy made a peer's reply ~1.1 ms late (2 ranks
 // on 2 cores). Smaller chunks cost small draws more than they save (64 x 12 KB: 72-76 ->
 // 81-90 us with 256 KB chunks). Machine-specific (memory bandwidth, core count).
-inline constexpr size_t kEngineCopyChunkBytes = 1024 * 1024;
+inline constexpr size_t kCopyChunkBytes = 1024 * 1024;
 // An insert that finds its rows read-locked by open replies retries after sleeps doubling
-// from kEngineInsertMinSleep to kEngineInsertMaxSleep, without spinning: a 50 us yield
-// window took ~0.9 ms of worker CPU per training step (4 ranks on 2 cores, dev box,
+// from kInsertMinSleep to kInsertMaxSleep, without spinning: a 50 us yield window took
+// ~0.9 ms of worker CPU per training step (4 ranks on 2 cores, dev box,
 // benchmarks/overhead.py). Inserts are not urgent, so this holds on any machine.
-inline constexpr us kEngineInsertMinSleep{20};
-inline constexpr us kEngineInsertMaxSleep{200};
+inline constexpr us kInsertMinSleep{20}, kInsertMaxSleep{200};
 // Without a transport (one process): draws of at most this many bytes run on the caller of
 // request(), larger ones on the worker; queued inserts of at most this many bytes are
 // applied by such a caller. With a transport the split is the transport's eager limit
 // (derived at start-up). Not measured; a few cache-resident rows.
-inline constexpr size_t kEngineLocalInlineBytes = 16 * 1024;
+inline constexpr size_t kLocalInlineBytes = 16 * 1024;
+
+}  // namespace engine
 
 // ---- MPI transport (transport/mpi/*) ----
+namespace mpi {
 
-// A large payload known to be moving is polled hot for up to this long (each rendezvous
-// chunk or single-copy read needs a progress call), then with sleeps of up to
-// kMpiHotMaxSleep in case the peer hangs. Not machine-specific: sleeping between progress
-// calls stretched a 4 MB transfer from ~3 ms to ~50 ms (common/backoff.h).
-inline constexpr us kMpiHotSpin{50000};
-inline constexpr us kMpiHotMaxSleep{100};
+// A large payload known to be moving is polled hot for up to kHotSpin (each rendezvous
+// chunk or single-copy read needs a progress call), then with sleeps of up to kHotMaxSleep
+// in case the peer hangs. Not machine-specific: sleeping between progress calls stretched a
+// 4 MB transfer from ~3 ms to ~50 ms (common/backoff.h).
+inline constexpr us kHotSpin{50000}, kHotMaxSleep{100};
 // While the requester is reading an open reply, the owner polls it hot this long: the next
 // row follows. Not measured on its own.
-inline constexpr us kMpiActiveSpin{1000};
-// A small (eager) reply is polled hot this long, then with sleeps from kMpiShortMinSleep to
-// kMpiShortMaxSleep: a hot peer answers within it, and polling small replies harder buys
+inline constexpr us kActiveSpin{1000};
+// A small (eager) reply is polled hot for kShortSpin, then with sleeps from kShortMinSleep
+// to kShortMaxSleep: a hot peer answers within it, and polling small replies harder buys
 // microseconds with CPU the training step needs (a requester that spun up to 50 ms for a
 // late owner took ~12 ms of CPU per 250 ms step: 4 ranks on 2 cores, dev box,
 // benchmarks/overhead.py). Machine-specific.
-inline constexpr us kMpiShortSpin{30};
-inline constexpr us kMpiShortMinSleep{100};
-inline constexpr us kMpiShortMaxSleep{400};
-// The server's hot window after a request ("50 us hot"), then sleeps from
-// kMpiServerMinSleep doubling to kMpiIdleMaxSleep: an idle server costs ~0.2% of a core.
-// Machine-specific (dev box, 2 ranks on 2 cores).
-inline constexpr us kMpiIdleSpin{50};
-inline constexpr us kMpiIdleMaxSleep{12000};
-// Requests from one requester closer together than kMpiBurstGap are a burst (back-to-back
-// draws): the server stays hot for four times the gap (at least kMpiBurstMinSpin).
-// Spinning between training-step requests instead took ~1 ms of CPU per step from the
-// training thread (dev box). Not machine-specific in meaning (steps are ms apart).
-inline constexpr us kMpiBurstGap{1000};
-inline constexpr us kMpiBurstMinSpin{200};
+inline constexpr us kShortSpin{30}, kShortMinSleep{100}, kShortMaxSleep{400};
+// The server's hot window after a request ("50 us hot"), then sleeps doubling up to
+// kIdleMaxSleep: an idle server costs ~0.2% of a core. Machine-specific (dev box, 2 ranks
+// on 2 cores).
+inline constexpr us kIdleSpin{50}, kIdleMaxSleep{12000};
+// Requests from one requester closer together than kBurstGap are a burst (back-to-back
+// draws): the server stays hot for four times the gap (at least kBurstMinSpin). Spinning
+// between training-step requests instead took ~1 ms of CPU per step from the training
+// thread (dev box). Not machine-specific in meaning (steps are ms apart).
+inline constexpr us kBurstGap{1000}, kBurstMinSpin{200};
 // First sleep of the server's idle loop after activity: from 1 ms rather than 100 us it
 // took ~50 instead of ~90 us of CPU per 5 ms training step (2 ranks on 2 cores, dev box):
 // small requests arriving mid-step are answered at the next step boundary anyway.
-inline constexpr us kMpiServerMinSleep{1000};
+inline constexpr us kServerMinSleep{1000};
 // First sleep while close() waits for the peers' barrier. Not measured on its own.
-inline constexpr us kMpiIdleMinSleep{100};
+inline constexpr us kIdleMinSleep{100};
 // Rows per hindexed_block payload message. MPICH reads a scattered send in place only
 // while its flattened datatype fits the active-message header: 40 rows did, 44 or more fell
 // back to a pipeline needing the sender's progress per chunk (seconds with a sleeping
 // server). 32 keeps a margin; 12 KB rows, r = 28: one-way 28 us against 82 us as one message
 // per row. Specific to MPICH 5.0.2 (its header size), not to the machine.
-inline constexpr size_t kMpiGatherRows = 32;
+inline constexpr size_t kGatherRows = 32;
 // Eager limit when the MPI library does not expose one through the tool interface, and the
 // most any library's limit is trusted up to (shm_protocol()). The real limit is read at
 // start-up (8191 bytes for MPICH: larger messages go by single-copy CMA reads).
-inline constexpr size_t kMpiFallbackEagerBytes = 4 * 1024;
-inline constexpr size_t kMpiMostEagerBytes = 64 * 1024;
+inline constexpr size_t kFallbackEagerBytes = 4 * 1024, kMostEagerBytes = 64 * 1024;
+
+}  // namespace mpi
 
 // ---- Thallium transport (transport/thallium/*) ----
+namespace thallium {
 
 // Receive blocks kept exposed for bulk transfers; the engine uses two (double buffering).
-inline constexpr size_t kThalliumMaxExposedBlocks = 8;
-// A reply is polled hot this long, then with sleeps doubling from kThalliumReplyMinSleep to
-// kThalliumReplyMaxSleep: an older release's busy wait (margo_wait) competed with the
-// progress thread that had to answer, lat_ratio 2.75-2.97 against 1.23-1.30 now
+inline constexpr size_t kMaxExposedBlocks = 8;
+// A reply is polled hot for kReplySpin, then with sleeps doubling from kReplyMinSleep to
+// kReplyMaxSleep (a draw is prefetched a step ahead, so its latency is hidden; polling CPU
+// is not): an older release's busy wait (margo_wait) competed with the progress
+// thread that had to answer, lat_ratio 2.75-2.97 against 1.23-1.30 now
 // (benchmarks/thallium_fetch.py, na+sm, dev box). Machine-specific.
-inline constexpr us kThalliumReplySpin{30};
-inline constexpr us kThalliumReplyMinSleep{20};
-inline constexpr us kThalliumReplyMaxSleep{200};
-// Draws starting within kThalliumBackToBack of the previous one's end (a benchmark, not a
-// training loop) poll hot for up to kThalliumHotReplySpin. Not machine-specific.
-inline constexpr us kThalliumBackToBack{1000};
-inline constexpr us kThalliumHotReplySpin{50000};
+inline constexpr us kReplySpin{30}, kReplyMinSleep{20}, kReplyMaxSleep{200};
+// Draws starting within kBackToBack of the previous one's end (a benchmark, not a training
+// loop) poll hot for up to kHotReplySpin. Not machine-specific.
+inline constexpr us kBackToBack{1000}, kHotReplySpin{50000};
 // Margo's busy-polling after each operation, in ms, unless REVERIE_THALLIUM_SPINDOWN_MS
 // says otherwise. Spinning progress threads starved the requesting threads: 4-5 ms per
 // request instead of ~40 us (2-core node). Machine-specific: raise it where cores are spare.
-inline constexpr long kThalliumDefaultSpindownMs = 0;
+inline constexpr long kDefaultSpindownMs = 0;
 
+}  // namespace thallium
 }  // namespace reverie::tuning

@@ -127,7 +127,7 @@ class RehearsalEngine {
   // Without a transport (one process), draws of at most this many bytes start on the
   // caller of request(); larger ones are copied by the worker. Queued inserts of at most
   // this many bytes are applied by a caller of request() that started its draw.
-  static constexpr size_t kLocalInlineBytes = tuning::kEngineLocalInlineBytes;
+  static constexpr size_t kLocalInlineBytes = tuning::engine::kLocalInlineBytes;
 
   void run();
   // Whether a draw of r rows is small: its replies travel without polling, so it may

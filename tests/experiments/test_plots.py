@@ -57,24 +57,24 @@ def close_figures() -> Any:
     plt.close("all")
 
 
-def figure_cases() -> list[Any]:
-    return [
-        pytest.param(make, tasks, id=f"{make.__name__}-{tasks}") for make in FIGURES for tasks in (2, 5, 10)
-    ]
+@pytest.fixture(
+    params=[(make, tasks) for make in FIGURES for tasks in (2, 5, 10)],
+    ids=lambda case: f"{case[0].__name__}-{case[1]}",
+)
+def fig(request: pytest.FixtureRequest) -> Any:
+    """Each figure, drawn at its default size, for 2, 5 and 10 tasks."""
+    make, tasks = request.param
+    figure = make(results_doc(tasks))
+    figure.canvas.draw()
+    return figure
 
 
-@pytest.mark.parametrize(("make", "tasks"), figure_cases())
-def test_no_text_overlaps_another(make: Any, tasks: int) -> None:
-    fig = make(results_doc(tasks))
-    fig.canvas.draw()
+def test_no_text_overlaps_another(fig: Any) -> None:
     clashes = [(a, b) for (_, ba, a), (_, bb, b) in combinations(texts(fig), 2) if ba.overlaps(bb)]
     assert not clashes, f"overlapping labels: {clashes[:5]}"
 
 
-@pytest.mark.parametrize(("make", "tasks"), figure_cases())
-def test_no_text_enters_another_panel(make: Any, tasks: int) -> None:
-    fig = make(results_doc(tasks))
-    fig.canvas.draw()
+def test_no_text_enters_another_panel(fig: Any) -> None:
     renderer = fig.canvas.get_renderer()
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     intruders = [
@@ -86,12 +86,8 @@ def test_no_text_enters_another_panel(make: Any, tasks: int) -> None:
     assert not intruders, f"labels inside another panel: {intruders[:5]}"
 
 
-@pytest.mark.parametrize(("make", "tasks"), figure_cases())
-def test_legend_covers_no_data(make: Any, tasks: int) -> None:
-    fig = make(results_doc(tasks))
-    fig.canvas.draw()
+def test_legend_covers_no_data(fig: Any) -> None:
     renderer = fig.canvas.get_renderer()
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    for ax, legend in legends:
+        assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

@@ -45,28 +45,9 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // 5 ms training step (2 ranks on 2 cores) against ~50 us now: during training requests
 // come once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
 // step itself needs on a box with fewer cores than threads.
-constexpr auto kHotSpin = tuning::kMpiHotSpin;  // large payload moving; then sleep, in case a peer hangs
-constexpr auto kHotMaxSleep = tuning::kMpiHotMaxSleep;
-constexpr auto kActiveSpin = tuning::kMpiActiveSpin;  // the requester is reading: the next row follows
-constexpr auto kShortSpin = tuning::kMpiShortSpin;  // a small reply: a hot peer answers within this
-constexpr auto kShortMinSleep = tuning::kMpiShortMinSleep;
-constexpr auto kShortMaxSleep = tuning::kMpiShortMaxSleep;
-constexpr auto kIdleSpin = tuning::kMpiIdleSpin;
-// Requests from one requester closer together than this come in a burst (back-to-back
-// draws): the server then stays hot for four times that gap (at least kBurstMinSpin), so
-// the next request finds it awake, while requests one training step apart still let it
-// sleep after kIdleSpin. Gaps are per requester: in training every peer's request comes
-// within the ranks' skew of the others', and spinning between those took ~1 ms of CPU
-// per step from the training thread.
-constexpr auto kBurstGap = tuning::kMpiBurstGap;
-constexpr auto kBurstMinSpin = tuning::kMpiBurstMinSpin;
-constexpr auto kIdleMinSleep = tuning::kMpiIdleMinSleep;
-// The server's first sleep after activity. Small requests that arrive while this rank
-// computes are answered at its next step boundary anyway (serve_waiting), so the server
-// need not probe often: from 1 ms rather than 100 us it took ~50 instead of ~90 us of CPU
-// per 5 ms training step (2 ranks on 2 cores).
-constexpr auto kServerMinSleep = tuning::kMpiServerMinSleep;
-constexpr auto kIdleMaxSleep = tuning::kMpiIdleMaxSleep;
+// The hot windows and sleeps (kHotSpin, kShortSpin, kIdleSpin, kBurstGap, kServerMinSleep,
+// ...), each with the measurement that chose it, are in common/tuning.h.
+using namespace tuning::mpi;
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }

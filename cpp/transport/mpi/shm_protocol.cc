@@ -11,8 +11,8 @@
 namespace reverie {
 namespace {
 
-constexpr size_t kFallbackBytes = tuning::kMpiFallbackEagerBytes;
-constexpr size_t kMostBytes = tuning::kMpiMostEagerBytes;
+constexpr size_t kFallbackBytes = tuning::mpi::kFallbackEagerBytes;
+constexpr size_t kMostBytes = tuning::mpi::kMostEagerBytes;
 
 // The value of integer control variable `name`, if the library has it.
 std::optional<int64_t> read_cvar(const char* name) {
