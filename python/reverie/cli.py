@@ -89,11 +89,12 @@ def _experiment_config(given: dict[str, Any], command: str) -> Any:
 def _prepare_experiment(given: dict[str, Any], command: str) -> Callable[[], int]:
     """Checks everything a run needs before any rank starts (options, optional dependencies,
     output folder, launcher) and returns the run. Raises ValueError / FileNotFoundError."""
-    from reverie.experiments.preflight import check_extras, check_out_dir
+    from reverie.experiments.preflight import check_engine, check_extras, check_out_dir
 
     timeout = given.pop("timeout", None)
     cfg = _experiment_config(given, command)
     check_extras(cfg)
+    check_engine(cfg)
     from reverie.experiments.launch import choose_launcher, find_mpiexec, launch
     from reverie.experiments.process_group import inside_launch  # imports torch
 

@@ -169,7 +169,7 @@ _HELP: dict[str, str] = {
     " false: one plain mean over b + r' rows",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
-    "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",
+    "engine": "transport engine of the rehearsal buffer: auto (the first this build has: thallium, mpi), mpi, thallium",
     "buffer_timeout": "seconds before a buffer operation gives up",
     "seed": "random seed (model init, shards, shuffles, buffer)",
     "ranks": "number of data-parallel ranks to launch",

@@ -42,6 +42,19 @@ def check_extras(cfg: Any) -> None:
         )
 
 
+#: Strategies that train without a rehearsal buffer, so without a transport engine.
+NO_BUFFER_STRATEGIES = ("incremental", "scratch")
+
+
+def check_engine(cfg: Any) -> None:
+    """Raises ValueError (one line, once, before any rank starts) when the strategies of a
+    multi-rank ``cfg`` need a transport engine this build of Reverie lacks."""
+    if cfg.ranks > 1 and set(cfg.strategies) - set(NO_BUFFER_STRATEGIES):
+        from reverie.engines import resolve_engine
+
+        resolve_engine(cfg.engine, cfg.ranks)
+
+
 def yaml_module() -> Any:
     """The yaml module, or ValueError naming the extra (config files in YAML need PyYAML)."""
     try:
