@@ -49,7 +49,9 @@ inline constexpr us kBackToBack{1000};
 // A caller that runs a draw this soon after requesting it (as get_remote_samples(r).wait()
 // does) is left its next draws, and the worker is not woken for them: the wake-ups made a
 // 28 x 602 KB draw take 3.7-5.3 ms instead of 1.7-1.9 ms (2 ranks on 2 cores, dev box,
-// benchmarks/remote_fetch.py). Machine-specific in the cost it avoids, not in its meaning.
+// benchmarks/remote_fetch.py), the woken worker pushing the caller off its core: wake-ups
+// cost more than their CPU time on a box with fewer cores than busy threads.
+// Machine-specific in the cost it avoids, not in its meaning.
 inline constexpr us kClaimWindow{50};
 // A caller waiting for a parked draw polls it hot for kParkedSpin, then sleeps up to
 // kParkedMaxSleep between polls (so the step it holds up loses little once the replies
@@ -57,11 +59,13 @@ inline constexpr us kClaimWindow{50};
 inline constexpr us kParkedSpin{200}, kParkedMaxSleep{50};
 // Local rows of a draw are copied in chunks of about this many bytes (one row at least),
 // answering peers in between: a whole-draw copy made a peer's reply ~1.1 ms late (2 ranks
-// on 2 cores). Smaller chunks cost small draws more than they save (64 x 12 KB: 72-76 ->
-// 81-90 us with 256 KB chunks). Machine-specific (memory bandwidth, core count).
+// on 2 cores). Small draws stay one chunk: a caller answering large requests between
+// smaller chunks costs them more than it saves (64 x 12 KB: 72-76 -> 81-90 us with 256 KB
+// chunks). Machine-specific (memory bandwidth, core count).
 inline constexpr size_t kCopyChunkBytes = 1024 * 1024;
 // An insert that finds its rows read-locked by open replies retries after sleeps doubling
-// from kInsertMinSleep to kInsertMaxSleep, without spinning: a 50 us yield window took
+// from kInsertMinSleep to kInsertMaxSleep, moving the replies on itself in between, without
+// spinning: a 50 us yield window took
 // ~0.9 ms of worker CPU per training step (4 ranks on 2 cores, dev box,
 // benchmarks/overhead.py). Inserts are not urgent, so this holds on any machine.
 inline constexpr us kInsertMinSleep{20}, kInsertMaxSleep{200};
@@ -95,13 +99,16 @@ inline constexpr us kShortSpin{30}, kShortMinSleep{100}, kShortMaxSleep{400};
 // on 2 cores).
 inline constexpr us kIdleSpin{50}, kIdleMaxSleep{12000};
 // Requests from one requester closer together than kBurstGap are a burst (back-to-back
-// draws): the server stays hot for four times the gap (at least kBurstMinSpin). Spinning
-// between training-step requests instead took ~1 ms of CPU per step from the training
-// thread (dev box). Not machine-specific in meaning (steps are ms apart).
+// draws): the server stays hot for four times the gap (at least kBurstMinSpin), so the next
+// request finds it awake, while requests one training step apart still let it sleep after
+// kIdleSpin. Gaps are per requester: in training every peer's request comes within the
+// ranks' skew of the others', and spinning between those took ~1 ms of CPU per step from
+// the training thread (dev box). Not machine-specific in meaning (steps are ms apart).
 inline constexpr us kBurstGap{1000}, kBurstMinSpin{200};
 // First sleep of the server's idle loop after activity: from 1 ms rather than 100 us it
 // took ~50 instead of ~90 us of CPU per 5 ms training step (2 ranks on 2 cores, dev box):
-// small requests arriving mid-step are answered at the next step boundary anyway.
+// small requests arriving mid-step are answered at the next step boundary anyway
+// (serve_waiting), so the server need not probe often.
 inline constexpr us kServerMinSleep{1000};
 // First sleep while close() waits for the peers' barrier. Not measured on its own.
 inline constexpr us kIdleMinSleep{100};
