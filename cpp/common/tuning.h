@@ -8,16 +8,57 @@
 // where threads outnumber cores; on nodes with cores to spare, longer hot windows cost
 // nothing and may buy a few microseconds. Values that depend on the MPI library are
 // derived at start-up (shm_protocol(): the eager limit read through the MPI tool
-// interface), and Margo's spindown is a run-time option (REVERIE_THALLIUM_SPINDOWN_MS).
+// interface), Margo's spindown is a run-time option (REVERIE_THALLIUM_SPINDOWN_MS), and
+// the machine-specific hot windows scale with REVERIE_HOT_WINDOW_SCALE (below).
 //
 // Waiting policy (common/backoff.h): a poller yields for a hot window after activity, then
 // sleeps with pauses doubling from a minimum to a maximum sleep.
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 
 namespace reverie::tuning {
 
 using us = std::chrono::microseconds;
+
+// ---- Hot windows that fit one machine: a run-time scale ----
+
+// The hot windows marked "hot_window" below were chosen on the dev box, where threads
+// outnumber cores and every microsecond of spinning is taken from the training step. On
+// nodes with cores to spare a poller may stay hot longer (fewer sleeps between messages
+// that keep coming); that was not measured, so the default scale is 1 (the dev box's
+// values). REVERIE_HOT_WINDOW_SCALE, read once when the module loads, multiplies them.
+inline constexpr const char* kHotWindowScaleEnv = "REVERIE_HOT_WINDOW_SCALE";
+inline constexpr double kMostHotWindowScale = 1000.0;
+
+// The scale `text` asks for: a number in (0, kMostHotWindowScale], else nullopt.
+inline std::optional<double> parse_hot_window_scale(const char* text) {
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(value > 0.0) || value > kMostHotWindowScale) return std::nullopt;
+  return value;
+}
+
+// REVERIE_HOT_WINDOW_SCALE, or 1 (with one line on stderr naming what was expected) when
+// it is unset or not a valid scale.
+inline double hot_window_scale() {
+  static const double scale = [] {
+    const char* text = std::getenv(kHotWindowScaleEnv);
+    if (text == nullptr) return 1.0;
+    if (const auto value = parse_hot_window_scale(text)) return *value;
+    std::fprintf(stderr, "reverie: %s=%s ignored: expected a number > 0 and <= %g\n", kHotWindowScaleEnv, text,
+                 kMostHotWindowScale);
+    return 1.0;
+  }();
+  return scale;
+}
+
+// A hot window chosen on the dev box, times the run-time scale.
+inline us hot_window(us chosen, double scale = hot_window_scale()) {
+  return std::chrono::duration_cast<us>(std::chrono::duration<double, std::micro>(chosen) * scale);
+}
 
 // ---- Background threads (common/backoff.h) ----
 
@@ -41,7 +82,7 @@ namespace engine {
 // back-to-back draws skip a sleeping thread's wake-up (several us each way). Short: in
 // training the next request comes a step later, and a yield loop on a box with fewer cores
 // than threads takes that time from the step. Machine-specific (dev box).
-inline constexpr us kHotWait{20};
+inline const us kHotWait = hot_window(us{20});
 // Requests closer together than this are back-to-back draws (a benchmark loop): only then
 // does the worker stay hot after a draw. Training steps are milliseconds apart, so any
 // value well below a step works. Not machine-specific.
@@ -56,7 +97,7 @@ inline constexpr us kClaimWindow{50};
 // A caller waiting for a parked draw polls it hot for kParkedSpin, then sleeps up to
 // kParkedMaxSleep between polls (so the step it holds up loses little once the replies
 // are in). Not measured on their own; machine-specific like every hot window.
-inline constexpr us kParkedSpin{200}, kParkedMaxSleep{50};
+inline const us kParkedSpin = hot_window(us{200}), kParkedMaxSleep{50};
 // Local rows of a draw are copied in chunks of about this many bytes (one row at least),
 // answering peers in between: a whole-draw copy made a peer's reply ~1.1 ms late (2 ranks
 // on 2 cores). Small draws stay one chunk: a caller answering large requests between
@@ -87,17 +128,17 @@ namespace mpi {
 inline constexpr us kHotSpin{50000}, kHotMaxSleep{100};
 // While the requester is reading an open reply, the owner polls it hot this long: the next
 // row follows. Not measured on its own.
-inline constexpr us kActiveSpin{1000};
+inline const us kActiveSpin = hot_window(us{1000});
 // A small (eager) reply is polled hot for kShortSpin, then with sleeps from kShortMinSleep
 // to kShortMaxSleep: a hot peer answers within it, and polling small replies harder buys
 // microseconds with CPU the training step needs (a requester that spun up to 50 ms for a
 // late owner took ~12 ms of CPU per 250 ms step: 4 ranks on 2 cores, dev box,
 // benchmarks/overhead.py). Machine-specific.
-inline constexpr us kShortSpin{30}, kShortMinSleep{100}, kShortMaxSleep{400};
+inline const us kShortSpin = hot_window(us{30}), kShortMinSleep{100}, kShortMaxSleep{400};
 // The server's hot window after a request ("50 us hot"), then sleeps doubling up to
 // kIdleMaxSleep: an idle server costs ~0.2% of a core. Machine-specific (dev box, 2 ranks
 // on 2 cores).
-inline constexpr us kIdleSpin{50}, kIdleMaxSleep{12000};
+inline const us kIdleSpin = hot_window(us{50}), kIdleMaxSleep{12000};
 // Requests from one requester closer together than kBurstGap are a burst (back-to-back
 // draws): the server stays hot for four times the gap (at least kBurstMinSpin), so the next
 // request finds it awake, while requests one training step apart still let it sleep after
@@ -135,7 +176,7 @@ inline constexpr size_t kMaxExposedBlocks = 8;
 // is not): an older release's busy wait (margo_wait) competed with the progress
 // thread that had to answer, lat_ratio 2.75-2.97 against 1.23-1.30 now
 // (benchmarks/thallium_fetch.py, na+sm, dev box). Machine-specific.
-inline constexpr us kReplySpin{30}, kReplyMinSleep{20}, kReplyMaxSleep{200};
+inline const us kReplySpin = hot_window(us{30}), kReplyMinSleep{20}, kReplyMaxSleep{200};
 // Draws starting within kBackToBack of the previous one's end (a benchmark, not a training
 // loop) poll hot for up to kHotReplySpin. Not machine-specific.
 inline constexpr us kBackToBack{1000}, kHotReplySpin{50000};

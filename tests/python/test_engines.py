@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from reverie import _core, engines
@@ -55,3 +59,14 @@ def test_the_cli_refuses_a_missing_engine_before_any_rank(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "reinstall Reverie" in err, err
     assert engines.HOW_TO_GET["mpi"] in err
+
+
+@pytest.mark.parametrize(("value", "warned"), [("fast", True), ("0", True), ("2.5", False)])
+def test_hot_window_scale_is_checked_when_the_module_loads(value: str, warned: bool) -> None:
+    env = {**os.environ, "REVERIE_HOT_WINDOW_SCALE": value}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import reverie._core"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = f"reverie: REVERIE_HOT_WINDOW_SCALE={value} ignored: expected a number > 0 and <= 1000\n"
+    assert proc.stderr == (expected if warned else ""), proc.stderr
