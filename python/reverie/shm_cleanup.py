@@ -146,7 +146,10 @@ def run_clean_shm(ns: argparse.Namespace) -> int:
     for path in stale:
         print(f"{'would remove' if ns.dry_run else 'removing'} {path}")
         if not ns.dry_run:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:  # another user's file in a sticky /dev/shm: not ours to remove
+                print(f"  not removed: {e.strerror}")
     print(
         f"{len(stale)} stale file(s) {'found' if ns.dry_run else 'removed'}, {len(kept)} in use or too recent kept"
     )
