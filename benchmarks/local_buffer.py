@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"torchrl {torchrl.__version__}: ReplayBuffer(LazyTensorStorage), FIFO writer, random sampler")
     else:
-        print(f"torchrl not importable, its column is skipped ({why_not})")
+        print(f"torchrl not importable, its column is skipped ({why_not}; pip install 'reverie[benchmarks]')")
     print("add: per add while the buffer fills; sample: per draw into preallocated output;")
     print("best of round-robin repeats (the machine may be shared)\n")
 

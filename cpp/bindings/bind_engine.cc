@@ -17,7 +17,7 @@
 #include "transport/mpi/mpi_transport.h"
 #endif
 #ifdef REVERIE_HAVE_THALLIUM
-#include "transport/thallium/bind_thallium.h"
+#include "bindings/bind_thallium.h"
 #endif
 
 namespace py = pybind11;

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <optional>
 #include <thread>
+
+#include "common/tuning.h"
 #ifdef __linux__
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -27,7 +29,7 @@ class Backoff {
   // Yields for `spin_for` after construction or reset(), then sleeps from `min_sleep`
   // doubling up to `max_sleep`.
   Backoff(std::chrono::microseconds max_sleep, std::chrono::microseconds spin_for,
-          std::chrono::microseconds min_sleep = std::chrono::microseconds(10))
+          std::chrono::microseconds min_sleep = tuning::kDefaultMinSleep)
       : max_sleep_(max_sleep), spin_for_(spin_for), min_sleep_(min_sleep) {
     reset();
   }
@@ -61,7 +63,7 @@ class Backoff {
   // thread's timer slack, 50 us by default). Call once from a polling thread.
   static void tighten_timer_slack() {
 #ifdef __linux__
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // 1 us
+    prctl(PR_SET_TIMERSLACK, tuning::kTimerSlackNs, 0, 0, 0);  // 1 us
 #endif
   }
 
@@ -75,7 +77,7 @@ class Backoff {
     const auto tid = static_cast<id_t>(syscall(SYS_gettid));
     errno = 0;
     const int nice_now = getpriority(PRIO_PROCESS, tid);
-    if (errno == 0) setpriority(PRIO_PROCESS, tid, std::min(nice_now + 5, 19));
+    if (errno == 0) setpriority(PRIO_PROCESS, tid, std::min(nice_now + tuning::kBackgroundNice, 19));
 #endif
   }
 

@@ -9,39 +9,16 @@
 #include "common/backoff.h"
 #include "common/errors.h"
 #include "common/thread_name.h"
+#include "common/tuning.h"
 #include "policy/candidate_selection.h"
 
 namespace reverie {
 namespace {
 
-// Worker and waiter stay hot this long before sleeping on the condition variable, so
-// back-to-back draws skip the wake-up of a sleeping thread (several us each way). Short:
-// in training the next request comes a whole step later, and a yield loop on a box with
-// fewer cores than threads takes that time from the step.
-constexpr std::chrono::microseconds kHotWait{20};
-// Requests closer together than this are back-to-back draws: only then does the worker
-// stay hot after a draw (in training the next request comes a step later).
-constexpr std::chrono::microseconds kBackToBack{1000};
-// A caller that runs a draw this soon after requesting it waits for its draws at once (as
-// `get_remote_samples(r).wait()` does); the next requests then leave their draws to it
-// and do not wake the worker. Those wake-ups cost more than their CPU time on a box with
-// fewer cores than busy threads: with them a draw of 28 x 602 KB took 3.7-5.3 ms instead
-// of 1.7-1.9 ms (2 ranks on 2 cores), the woken worker pushing the caller off its core.
-constexpr std::chrono::microseconds kClaimWindow{50};
-// A caller waiting for a parked draw polls it hot this long, then sleeps between polls
-// (up to kParkedMaxSleep, so the step it holds up loses little once the replies are in).
-constexpr std::chrono::microseconds kParkedSpin{200};
-constexpr std::chrono::microseconds kParkedMaxSleep{50};
-// Local rows are copied in chunks of about this many bytes (one row at least), answering
-// peers in between. Small draws stay one chunk: a caller answering large requests costs
-// them more than it saves (2 ranks, 64 x 12 KB: 72-76 -> 81-90 us with 256 KB chunks).
-constexpr size_t kCopyChunkBytes = 1024 * 1024;
-// An insert that finds the rows read-locked (replies to peers still open) retries after
-// sleeps of kInsertMinSleep doubling up to kInsertMaxSleep, moving the replies on itself
-// in between; no spinning: inserts are not urgent, and a 50 us yield window took ~0.9 ms of
-// worker CPU per training step (4 ranks on 2 cores).
-constexpr std::chrono::microseconds kInsertMinSleep{20};
-constexpr std::chrono::microseconds kInsertMaxSleep{200};
+// The hot windows, sleeps and chunk size (kHotWait, kBackToBack, kClaimWindow, kParkedSpin,
+// kCopyChunkBytes, kInsertMinSleep, ...), each with the measurement that chose it, are in
+// common/tuning.h.
+using namespace tuning::engine;
 
 // Waits for `ready` (mu_ held by `lock`): yields for kHotWait, then returns; the caller
 // goes on to sleep on the condition variable if needed.

@@ -29,8 +29,9 @@
 #include <vector>
 
 #include "buffer/local_buffer.h"
-#include "engine/staging_block.h"
+#include "common/tuning.h"
 #include "sampling/draw_plan.h"
+#include "store/staging_block.h"
 #include "transport/transport.h"
 
 namespace reverie {
@@ -129,7 +130,7 @@ class RehearsalEngine {
   // Without a transport (one process), draws of at most this many bytes start on the
   // caller of request(); larger ones are copied by the worker. Queued inserts of at most
   // this many bytes are applied by a caller of request() that started its draw.
-  static constexpr size_t kLocalInlineBytes = 16 * 1024;
+  static constexpr size_t kLocalInlineBytes = tuning::engine::kLocalInlineBytes;
 
   void run();
   // Whether a draw of r rows is small: its replies travel without polling, so it may

@@ -28,7 +28,8 @@ ENGINE_OPTIONS = {"REVERIE_MPI", "REVERIE_THALLIUM"}
 # CMake options the recipe may pass without a variant (fixed by the recipe).
 RECIPE_FIXED_OPTIONS = {"REVERIE_BUILD_TESTS"}
 # PyPI name -> Spack name where the "py-" + normalised name rule does not hold.
-SPACK_NAME_OVERRIDES = {"cmake": "cmake", "ninja": "ninja", "python": "python"}
+# mpich (the PyPI wheel of the MPI library) is the `mpi` virtual in Spack.
+SPACK_NAME_OVERRIDES = {"cmake": "cmake", "ninja": "ninja", "python": "python", "mpich": "mpi"}
 
 
 def _read(path: Path) -> str:
@@ -270,3 +271,4 @@ def test_name_mapping() -> None:
     assert _spack_name("mpi4py>=3.1; extra == 'mpi'") == ("py-mpi4py", (3, 1))
     assert _spack_name("cmake>=3.18") == ("cmake", (3, 18))
     assert _spack_name("python>=3.9") == ("python", (3, 9))
+    assert _spack_name("mpich; sys_platform == 'linux'") == ("mpi", None)

@@ -9,6 +9,7 @@
 
 #include "common/backoff.h"
 #include "common/thread_name.h"
+#include "common/tuning.h"
 #include "transport/mpi/shm_protocol.h"
 
 namespace reverie {
@@ -44,28 +45,9 @@ constexpr uint64_t kReplyTagSpan = 8192;  // 16 + 2 * 8192 stays under the guara
 // 5 ms training step (2 ranks on 2 cores) against ~50 us now: during training requests
 // come once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
 // step itself needs on a box with fewer cores than threads.
-constexpr std::chrono::microseconds kHotSpin{50000};  // large payload moving; then sleep, in case a peer hangs
-constexpr std::chrono::microseconds kHotMaxSleep{100};
-constexpr std::chrono::microseconds kActiveSpin{1000};  // the requester is reading: the next row follows
-constexpr std::chrono::microseconds kShortSpin{30};  // a small reply: a hot peer answers within this
-constexpr std::chrono::microseconds kShortMinSleep{100};
-constexpr std::chrono::microseconds kShortMaxSleep{400};
-constexpr std::chrono::microseconds kIdleSpin{50};
-// Requests from one requester closer together than this come in a burst (back-to-back
-// draws): the server then stays hot for four times that gap (at least kBurstMinSpin), so
-// the next request finds it awake, while requests one training step apart still let it
-// sleep after kIdleSpin. Gaps are per requester: in training every peer's request comes
-// within the ranks' skew of the others', and spinning between those took ~1 ms of CPU
-// per step from the training thread.
-constexpr std::chrono::microseconds kBurstGap{1000};
-constexpr std::chrono::microseconds kBurstMinSpin{200};
-constexpr std::chrono::microseconds kIdleMinSleep{100};
-// The server's first sleep after activity. Small requests that arrive while this rank
-// computes are answered at its next step boundary anyway (serve_waiting), so the server
-// need not probe often: from 1 ms rather than 100 us it took ~50 instead of ~90 us of CPU
-// per 5 ms training step (2 ranks on 2 cores).
-constexpr std::chrono::microseconds kServerMinSleep{1000};
-constexpr std::chrono::microseconds kIdleMaxSleep{12000};
+// The hot windows and sleeps (kHotSpin, kShortSpin, kIdleSpin, kBurstGap, kServerMinSleep,
+// ...), each with the measurement that chose it, are in common/tuning.h.
+using namespace tuning::mpi;
 
 int header_tag(uint64_t id) { return kReplyTagBase + static_cast<int>(2 * (id % kReplyTagSpan)); }
 int payload_tag(uint64_t id) { return header_tag(id) + 1; }

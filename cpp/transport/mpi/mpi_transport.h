@@ -43,6 +43,7 @@
 
 #include "buffer/local_buffer.h"
 #include "common/backoff.h"
+#include "common/tuning.h"
 #include "transport/transport.h"
 
 namespace reverie {
@@ -188,7 +189,7 @@ class MpiTransport final : public Transport {
   // active-message header: hindexed_block sends of 40 rows did, of 44 or more fell back to
   // a pipeline that needs the sender's progress for every chunk (seconds with a sleeping
   // server). Messages of at most this many rows keep a margin.
-  static constexpr size_t kGatherRows = 32;
+  static constexpr size_t kGatherRows = tuning::mpi::kGatherRows;
   // Messages of at most this many bytes go out eagerly (shm_protocol()); larger ones
   // need the receiver's progress calls while they move.
   size_t eager_bytes_ = 0;

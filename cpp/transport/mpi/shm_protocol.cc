@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <optional>
 
+#include "common/tuning.h"
+
 namespace reverie {
 namespace {
 
-constexpr size_t kFallbackBytes = 4 * 1024;
-constexpr size_t kMostBytes = 64 * 1024;
+constexpr size_t kFallbackBytes = tuning::mpi::kFallbackEagerBytes;
+constexpr size_t kMostBytes = tuning::mpi::kMostEagerBytes;
 
 // The value of integer control variable `name`, if the library has it.
 std::optional<int64_t> read_cvar(const char* name) {

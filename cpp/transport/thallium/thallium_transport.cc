@@ -14,21 +14,14 @@
 #include <thallium/serialization/stl/vector.hpp>
 
 #include "common/backoff.h"
+#include "common/tuning.h"
 
 namespace reverie {
 namespace {
 
-// Receive blocks kept exposed; the rehearsal engine uses two, so this is never reached there.
-constexpr size_t kMaxExposedBlocks = 8;
-// A reply is polled hot this long, then with sleeps doubling from 20 to 200 us (a draw is
-// prefetched a step ahead, so its latency is hidden; polling CPU is not).
-constexpr std::chrono::microseconds kReplySpin{30};
-constexpr std::chrono::microseconds kReplyMinSleep{20};
-constexpr std::chrono::microseconds kReplyMaxSleep{200};
-// Draws that start within kBackToBack of the previous one's end (a benchmark, not a
-// training loop, where the next draw comes a step later) poll hot for up to kHotReplySpin.
-constexpr std::chrono::microseconds kBackToBack{1000};
-constexpr std::chrono::microseconds kHotReplySpin{50000};
+// Receive blocks kept exposed (kMaxExposedBlocks) and the reply polling (kReplySpin,
+// kBackToBack, kHotReplySpin, ...), each with the measurement that chose it: common/tuning.h.
+using namespace tuning::thallium;
 
 // Time left until `deadline`, at least 1 ms: Thallium treats a non-positive timeout as none.
 std::chrono::duration<double, std::milli> time_left(Clock::time_point deadline) {
@@ -54,7 +47,7 @@ ThalliumTransportOptions validated(ThalliumTransportOptions options) {
 // would spin for good. So the progress thread blocks in the network's wait instead;
 // REVERIE_THALLIUM_SPINDOWN_MS restores spinning (in ms) on nodes with cores to spare.
 std::string margo_config() {
-  long spindown_ms = 0;
+  long spindown_ms = kDefaultSpindownMs;
   if (const char* v = std::getenv("REVERIE_THALLIUM_SPINDOWN_MS")) spindown_ms = std::max(0L, std::atol(v));
   return "{\"use_progress_thread\": true, \"rpc_thread_count\": -1, \"progress_spindown_msec\": " +
          std::to_string(spindown_ms) + "}";

@@ -33,7 +33,7 @@
 #include <thallium.hpp>
 
 #include "buffer/local_buffer.h"
-#include "engine/staging_block.h"
+#include "store/staging_block.h"
 #include "transport/thallium/sample_provider.h"
 #include "transport/transport.h"
 

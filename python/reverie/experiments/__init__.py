@@ -7,10 +7,28 @@ accuracy and time side by side. The per-rank driver is :mod:`reverie.experiments
 
 from __future__ import annotations
 
-from .config import STRATEGIES, ExperimentConfig, load_config_file, resolve_config
-from .datasets import DATASETS, DatasetSplits, load_dataset
-from .evaluation import backward_transfer, forgetting, mean_accuracy_after_each_task
-from .scenarios import SCENARIOS, Task, class_incremental, instance_incremental, make_scenario, shard
+from importlib import import_module
+from typing import Any
+
+# Imported on first use: the command line reads the options (config, names) without torch.
+_HOMES = {
+    "STRATEGIES": "config",
+    "ExperimentConfig": "config",
+    "load_config_file": "config",
+    "resolve_config": "config",
+    "DATASETS": "datasets",
+    "DatasetSplits": "datasets",
+    "load_dataset": "datasets",
+    "backward_transfer": "evaluation",
+    "forgetting": "evaluation",
+    "mean_accuracy_after_each_task": "evaluation",
+    "SCENARIOS": "scenarios",
+    "Task": "scenarios",
+    "class_incremental": "scenarios",
+    "instance_incremental": "scenarios",
+    "make_scenario": "scenarios",
+    "shard": "scenarios",
+}
 
 __all__ = [
     "DATASETS",
@@ -30,3 +48,9 @@ __all__ = [
     "resolve_config",
     "shard",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'reverie.experiments' has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

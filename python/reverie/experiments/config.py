@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .datasets import DATASETS
-from .models import MODELS
+from .names import DATASETS, MODELS
+from .preflight import yaml_module
 from .scenarios import SCENARIOS
 
 if sys.version_info >= (3, 11):
@@ -147,10 +147,7 @@ class ExperimentConfig:
 
 
 _HELP: dict[str, str] = {
-    "dataset": "dataset: "
-    + ", ".join(DATASETS)
-    + " (synthetic: throughput benchmarks only; digits defaults to batch 16, representatives 8,"
-    " candidates 16, buffer 200, 12 epochs)",
+    "dataset": "dataset: " + ", ".join(DATASETS) + " (synthetic: throughput benchmarks only)",
     "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
     "scenario": "class: new classes per task; instance: same classes, new samples per task",
     "tasks": "number of tasks T",
@@ -172,7 +169,7 @@ _HELP: dict[str, str] = {
     " false: one plain mean over b + r' rows",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
-    "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",
+    "engine": "transport engine of the rehearsal buffer: auto (the first this build has: thallium, mpi), mpi, thallium",
     "buffer_timeout": "seconds before a buffer operation gives up",
     "seed": "random seed (model init, shards, shuffles, buffer)",
     "ranks": "number of data-parallel ranks to launch",
@@ -183,8 +180,8 @@ _HELP: dict[str, str] = {
     "image_size": "image side for --dataset imagefolder",
     "workers": "DataLoader workers for datasets read from disk",
     "eval_batch_size": "batch size for evaluation",
-    "out": "output folder (default: a new timestamped folder under ./runs/)",
-    "progress": "show progress bars on rank 0",
+    "out": "output folder (default: a new timestamped folder under runs/)",
+    "progress": "show progress on rank 0: bars on a terminal, else a line every 10 s",
     "launcher": "how to start the ranks: auto (mpiexec; srun inside a Slurm job), mpiexec, srun, none",
     "mpiexec": "mpiexec command (default: the one next to this Python, else on PATH)",
 }
@@ -207,6 +204,18 @@ def _parse_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _help_with_default(name: str, default: Any) -> str:
+    """The help text of option ``name`` with its default, and each dataset preset's value of
+    it ("(default: 32; digits: 16)"); texts that state their own default keep it, and a
+    default of None (nothing) is not shown."""
+    text = _HELP[name]
+    if "(default:" in text or default is None:
+        return text
+    shown = ",".join(default) if isinstance(default, list) else str(default)
+    presets = [f"{dataset}: {preset[name]}" for dataset, preset in DATASET_PRESETS.items() if name in preset]
+    return f"{text} (default: {'; '.join([shown, *presets])})"
+
+
 def add_experiment_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
     """Add one ``--option`` per :class:`ExperimentConfig` field (defaults are not set on the
     namespace, so :func:`resolve_config` can tell given options from defaults)."""
@@ -221,9 +230,7 @@ def add_experiment_options(parser: argparse.ArgumentParser, skip: Sequence[str] 
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        shown = ",".join(default) if isinstance(default, list) else default
-        help_text = f"{_HELP[name]} (default: {shown})"
+        help_text = _help_with_default(name, getattr(defaults, name))
         if typ == "bool":
             parser.add_argument(
                 flag, dest=name, type=_parse_bool, metavar="BOOL", default=argparse.SUPPRESS, help=help_text
@@ -251,14 +258,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     text = p.read_text()
     suffix = p.suffix.lower()
+    yaml = None if suffix in (".toml", ".json") else yaml_module()
     try:
         if suffix == ".toml":
             data: Any = tomllib.loads(text)
         elif suffix == ".json":
             data = json.loads(text)
         else:
-            import yaml
-
             data = yaml.safe_load(text) or {}
     except Exception as e:  # TOMLDecodeError, JSONDecodeError, yaml.YAMLError
         raise ValueError(f"config: cannot parse {p}: {e}") from e

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import ExperimentConfig
+from .progress import BARS_ENV, bars_wanted
 
 
 def find_mpiexec(explicit: str | None = None) -> list[str]:
@@ -64,6 +65,7 @@ def launch(
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(cfg.threads))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault(BARS_ENV, "1" if bars_wanted() else "0")  # the ranks only see pipes
     try:
         return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-MODELS = ("auto", "mlp", "cnn1d", "cnn", "resnet")
+from .names import MODELS
 
 
 class MLP(nn.Module):

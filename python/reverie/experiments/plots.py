@@ -17,7 +17,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
+def accuracy_figure(doc: dict[str, Any]) -> Any:
     """Mean top-1 accuracy over seen tasks after each task, one line per strategy."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -29,18 +29,21 @@ def plot_accuracy(doc: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("mean top-1 accuracy on seen tasks (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend_below(ax, len(doc["strategies"]))
     ax.set_title(_title(doc))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_matrices(doc: dict[str, Any], path: Path) -> None:
-    """Accuracy matrices (row: after task i, column: task j) as heatmaps, one per strategy."""
+def matrices_figure(doc: dict[str, Any]) -> Any:
+    """Accuracy matrices (row: after task i, column: task j) as heatmaps, one per strategy.
+
+    The panels share the y axis, so only the first one carries its label and ticks: a label
+    on every panel ran into the tick labels of the panel to its left."""
     plt = _pyplot()
     names = list(doc["strategies"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(3.2 * len(names) + 0.8, 3.4), squeeze=False, sharey=True, layout="constrained"
+    )
     im = None
     for ax, name in zip(axes[0], names, strict=True):
         m = np.array(
@@ -64,16 +67,15 @@ def plot_matrices(doc: dict[str, Any], path: Path) -> None:
                 )
         ax.set_title(name)
         ax.set_xlabel("evaluated task")
-        ax.set_ylabel("after training task")
         ax.set_xticks(range(m.shape[1]))
         ax.set_yticks(range(m.shape[0]))
+    axes[0][0].set_ylabel("after training task")
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), label="top-1 accuracy (%)", shrink=0.8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
-def plot_times(doc: dict[str, Any], path: Path) -> None:
+def times_figure(doc: dict[str, Any]) -> Any:
     """Training time per task, grouped bars per strategy."""
     plt = _pyplot()
     names = list(doc["strategies"])
@@ -89,12 +91,20 @@ def plot_times(doc: dict[str, Any], path: Path) -> None:
         )
     ax.set_xlabel("task")
     ax.set_ylabel("training time (s)")
-    ax.legend()
+    _legend_below(ax, len(names))
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(_title(doc))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def _legend_below(ax: Any, entries: int) -> None:
+    """The legend under the axes: inside them it covered lines and bars."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=min(3, max(1, entries)), frameon=False)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
 
 
 def _title(doc: dict[str, Any]) -> str:
@@ -105,10 +115,13 @@ def _title(doc: dict[str, Any]) -> str:
     )
 
 
+#: The figure builders, in the order of write_plots' files.
+FIGURES = (accuracy_figure, matrices_figure, times_figure)
+
+
 def write_plots(doc: dict[str, Any], out: Path) -> list[Path]:
     """Write accuracy.png, accuracy_matrix.png and time.png into ``out``; returns their paths."""
     paths = [out / "accuracy.png", out / "accuracy_matrix.png", out / "time.png"]
-    plot_accuracy(doc, paths[0])
-    plot_matrices(doc, paths[1])
-    plot_times(doc, paths[2])
+    for figure, path in zip(FIGURES, paths, strict=True):
+        _save(figure(doc), path)
     return paths

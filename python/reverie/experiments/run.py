@@ -15,7 +15,7 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .datasets import DatasetSplits, load_dataset
 from .evaluation import evaluate_tasks
 from .plots import write_plots
 from .process_group import ProcessGroup, init_process_group
+from .progress import progress_factory
 from .reports import StrategyResult, comparison_lines, results_document, summary_table, write_csv, write_json
 from .scenarios import Task, make_scenario, shard
 from .strategies import TrainingContext, make_strategy
@@ -46,16 +47,7 @@ def default_out_dir(cfg: ExperimentConfig, base: str | Path = "runs") -> Path:
 
 
 def _progress_factory(enabled: bool) -> Any:
-    def progress(
-        iterable: Iterable[Any], desc: str, total: int | None = None, leave: bool = False
-    ) -> Iterable[Any]:
-        if not enabled:
-            return iterable
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
-
-    return progress
+    return progress_factory(enabled)  # bars on a terminal, plain lines in a log
 
 
 def _say(group: ProcessGroup, text: str) -> None:

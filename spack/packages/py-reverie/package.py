@@ -13,6 +13,13 @@
 #   spack develop --path <reverie-checkout> py-reverie@main
 #   spack concretize -f && spack install
 #
+# Minimum Spack: the first release whose builtin py-scikit-build-core has @0.10: (below).
+# Spack 0.22's stops at 0.6.1, and so did a 0.23.0.dev0 snapshot of June 2024; 0.10.0 came
+# out in August 2024 and was in spack/spack's develop before v0.11.1 was added there (April
+# 2025), so Spack >= 1.0 has it. Whether v0.23.x has it was not checked: with an older
+# Spack, add `version("0.10.7", ...)` to py-scikit-build-core in an overlay repository
+# (docs/hpc.md).
+#
 # SPDX-License-Identifier: Apache-2.0
 #
 # Spack recipes use the star import of spack.package by design.
@@ -93,8 +100,8 @@ class PyReverie(PythonPackage):
     # py-torch defaults to +cuda on Linux; tie it to this variant so that a
     # plain "spack install py-reverie" does not pull in a CUDA toolkit. Pick
     # the GPU architecture on py-torch (e.g. "^py-torch+cuda cuda_arch=80").
-    depends_on("py-torch+cuda", when="+cuda")
-    depends_on("py-torch~cuda", when="~cuda")
+    depends_on("py-torch+cuda", type=("build", "run"), when="+cuda")
+    depends_on("py-torch~cuda", type=("build", "run"), when="~cuda")
 
     def config_settings(self, spec, prefix):
         """PEP 517 config settings for scikit-build-core.

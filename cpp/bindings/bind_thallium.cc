@@ -1,4 +1,4 @@
-#include "transport/thallium/bind_thallium.h"
+#include "bindings/bind_thallium.h"
 
 #include <pybind11/stl.h>
 
