@@ -17,11 +17,10 @@ import torch
 from reverie import _core, checkpoint, pinning
 from reverie.bootstrap import Bootstrap, check_timeout
 from reverie.buffer import check_buffer_args, make_core_buffer
+from reverie.engines import ENGINES, resolve_engine
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
 from reverie.state import local_state, restore_local
-
-ENGINES = ("auto", "mpi", "thallium")
 
 
 class DrawHandle:
@@ -391,18 +390,7 @@ class DistributedRehearsalBuffer:
 
 
 def _resolve_engine(engine: str, world_size: int) -> str:
-    if world_size == 1:
-        return "local"
-    if engine == "auto":
-        return "thallium" if _core.HAVE_THALLIUM else "mpi"
-    if engine == "mpi" and not _core.HAVE_MPI:
-        raise ValueError("engine='mpi': this build of Reverie has no MPI engine (rebuild with MPI installed)")
-    if engine == "thallium" and not _core.HAVE_THALLIUM:
-        raise ValueError(
-            "engine='thallium': this build of Reverie has no Thallium engine "
-            "(install mochi-thallium, e.g. with Spack, and rebuild with REVERIE_THALLIUM=ON)"
-        )
-    return engine
+    return resolve_engine(engine, world_size)
 
 
 _open_buffers: weakref.WeakSet[DistributedRehearsalBuffer] = weakref.WeakSet()
