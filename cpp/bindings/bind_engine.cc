@@ -108,6 +108,8 @@ void bind_transports(py::module_& m) {
   transport.def_property_readonly("rank", &Transport::rank)
       .def_property_readonly("world_size", &Transport::world_size)
       .def_property_readonly("name", &Transport::name)
+      .def_property_readonly("requests_served", &Transport::requests_served,
+                             "Requests this rank's server answered (errors included).")
       .def_property_readonly("splittable_fetch_bytes", &Transport::splittable_fetch_bytes,
                              "Draws of at most this many row bytes start on the caller (MPI: the eager limit).");
 #ifdef REVERIE_HAVE_MPI
@@ -206,6 +208,7 @@ void bind_engine(py::module_& m) {
           py::arg("ticket"), py::arg("timeout"))
       .def("rows", &RehearsalEngine::rows, py::arg("ticket"))
       .def("block_arrays", &block_arrays, py::arg("which"))
+      .def("block_generation", &RehearsalEngine::block_generation, py::arg("which"))
       .def("known_sizes", &RehearsalEngine::known_sizes)
       .def("excluded_peers", &RehearsalEngine::excluded_peers)
       .def(

@@ -21,7 +21,6 @@ void bind_thallium(py::module_& m) {
                              "This rank's Mercury address, to exchange with the other ranks.")
       .def("connect", &ThalliumTransport::connect, py::arg("addresses"), py::call_guard<py::gil_scoped_release>(),
            "Looks up every rank's provider; addresses[i] is rank i's self_address.")
-      .def_property_readonly("requests_served", &ThalliumTransport::requests_served)
       .def("abandon", &ThalliumTransport::abandon, py::call_guard<py::gil_scoped_release>(),
            "Stops serving at once (not collective); for a transport that no engine owns.")
       .def(

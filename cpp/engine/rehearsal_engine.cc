@@ -1,6 +1,7 @@
 #include "engine/rehearsal_engine.h"
 
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -471,6 +472,7 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
 
   uint64_t failed = 0;
   uint64_t remote_rows = 0;
+  bool timed_out = false;
   {
     std::lock_guard lock(mu_);
     for (const PeerReply& reply : replies_) {
@@ -486,6 +488,7 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
           reply.status == wire::Status::kBadToken) {
         excluded_[reply.peer] = true;
         stats_.peers_timed_out += reply.status == wire::Status::kTimeout;
+        timed_out |= reply.status == wire::Status::kTimeout;
         stats_.bad_token_replies += reply.status == wire::Status::kBadToken;
         std::fprintf(stderr, "reverie: rank %d: peer %d %s; excluding it from future draws\n", self_, reply.peer,
                      wire::to_string(reply.status));
@@ -494,6 +497,7 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
       }
     }
   }
+  if (timed_out) retire_block(slot, keep);
   const size_t rows = compact(slot, keep);
   std::lock_guard lock(mu_);
   stats_.draws += 1;
@@ -503,6 +507,21 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
   stats_.failed_requests += failed;
   stats_.fetch_ns += elapsed_ns(draw_started_);
   return rows;
+}
+
+void RehearsalEngine::retire_block(size_t slot, const std::vector<bool>& keep_rank) {
+  const SampleLayout& layout = buffer_->layout();
+  StagingBlock fresh(layout, options_.max_representatives);
+  const Columns& from = blocks_[slot].columns();
+  for (size_t p = 0; p < keep_rank.size(); ++p) {
+    const size_t first = plan_.offset(p), n = plan_.count(p);
+    if (!keep_rank[p] || n == 0) continue;
+    for (size_t c = 0; c < layout.num_columns(); ++c)
+      std::memcpy(fresh.columns().at(layout, c, first), from.at(layout, c, first), n * layout.row_bytes(c));
+  }
+  retired_blocks_.push_back(std::move(blocks_[slot]));
+  blocks_[slot] = std::move(fresh);
+  block_generation_[slot].fetch_add(1);
 }
 
 size_t RehearsalEngine::compact(size_t slot, const std::vector<bool>& keep_rank) {

@@ -101,6 +101,9 @@ class RehearsalEngine {
   size_t rows(uint64_t ticket) const;
   const Columns& block(uint64_t ticket) const { return blocks_[ticket % 2].columns(); }
   const int32_t* ranks(uint64_t ticket) const { return ranks_[ticket % 2].data(); }
+  // Bumped each time the receive block of this ticket's parity is replaced (retire_block):
+  // views of the old block stay valid, but new draws land in the new one.
+  uint64_t block_generation(uint64_t ticket) const { return block_generation_[ticket % 2].load(); }
 
   std::vector<uint64_t> known_sizes() const;
   std::vector<int> excluded_peers() const;
@@ -179,6 +182,11 @@ class RehearsalEngine {
   // is free (never waits for it); the worker applies the rest. mu_ held by `lock`.
   void apply_inline(std::unique_lock<std::mutex>& lock);
   size_t compact(size_t slot, const std::vector<bool>& keep_rank);
+  // A peer that timed out may still write its rows late (a bulk push already on its way, a
+  // receive the MPI library could not cancel), into memory a later draw would reuse. The
+  // block is retired instead (kept, never reused, until the engine is destroyed) and the
+  // rows of the ranks in keep_rank are copied to a fresh one.
+  void retire_block(size_t slot, const std::vector<bool>& keep_rank);
   // Marks peers whose requests carried another job's token as excluded (mu_ held).
   void exclude_foreign_senders();
   void stop_worker();
@@ -203,6 +211,8 @@ class RehearsalEngine {
   // Draws: two receive blocks.
   std::vector<StagingBlock> blocks_;
   std::vector<std::vector<int32_t>> ranks_;
+  std::vector<StagingBlock> retired_blocks_;  // see retire_block
+  std::atomic<uint64_t> block_generation_[2] = {0, 0};
   Draw draws_[2];
   uint64_t next_ticket_ = 0;
   Clock::time_point last_request_at_{};

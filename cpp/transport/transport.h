@@ -97,6 +97,9 @@ class Transport {
   // Not collective: stops serving at once (process exit without close()).
   virtual void abandon() = 0;
 
+  // Requests this rank's server answered (errors included).
+  virtual uint64_t requests_served() const { return 0; }
+
   // Peers' requests this rank's server rejected for another job's token.
   const ForeignRequests& foreign_requests() const { return foreign_; }
 

@@ -118,6 +118,7 @@ class DistributedRehearsalBuffer:
             seed + self.rank,
         )
         self._blocks = [self._wrap_block(i) for i in range(2)]
+        self._block_generations = [0, 0]
         self._views: dict[tuple[int, int], Samples] = {}
         self._pinned: list[int] = []
         _open_buffers.add(self)
@@ -189,11 +190,24 @@ class DistributedRehearsalBuffer:
         """The first k rows of the ticket's receive block, in a new Samples. The views are
         made once per block and k: slicing four tensors took ~5 us, half a small draw's
         transfer time."""
+        self._follow_retired_block(ticket % 2)
         key = (ticket % 2, k)
         views = self._views.get(key)
         if views is None:
             views = self._views[key] = self._block_samples(ticket).narrow(k)
         return Samples(views, views.labels, views.weights, views.ranks)
+
+    def _follow_retired_block(self, which: int) -> None:
+        """After a peer timed out the engine moves draws of this parity to a fresh block (the
+        old one may still receive that peer's late rows): wrap the new one."""
+        generation = self._engine_or_raise().block_generation(which)
+        if generation == self._block_generations[which]:
+            return
+        self._blocks[which] = self._wrap_block(which)
+        self._views = {key: v for key, v in self._views.items() if key[0] != which}
+        self._block_generations[which] = generation
+        if self._pinned:
+            self._pinned += pinning.pin([self._blocks[which]])
 
     def _engine_or_raise(self) -> Any:
         if self._engine is None:

@@ -688,6 +688,26 @@ TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {
   EXPECT_EQ(engine.known_sizes(), (std::vector<uint64_t>{10, 0}));
 }
 
+TEST(RehearsalEngineTest, ABlockAPeerTimedOutOnIsRetiredNotReused) {
+  EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false));
+  RehearsalEngine& engine = stub.engine;
+  const std::byte* before = engine.block(0).base[0];
+  const uint64_t t = engine.request(4);
+  ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+  EXPECT_EQ(engine.stats().peers_timed_out, 1u);
+  EXPECT_EQ(engine.block_generation(t), 1u);  // the peer may still write into the old block
+  EXPECT_NE(engine.block(t).base[0], before);
+  EXPECT_EQ(engine.block_generation(t + 1), 0u);
+  EXPECT_EQ(engine.rows(t), 4u);  // the local rows were carried over to the new block
+  const Columns& rows = engine.block(t);
+  const SampleLayout& layout = engine.buffer().layout();
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(engine.ranks(t)[i], 0) << "row " << i;
+    const auto label = *reinterpret_cast<const int64_t*>(rows.at(layout, layout.label_column(), i));
+    EXPECT_TRUE(label >= 0 && label < 10) << "row " << i << " label " << label;
+  }
+}
+
 TEST(RehearsalEngineTest, SameSeedSameDraws) {
   auto run = [] {
     RehearsalEngine engine(make_buffer(32, 9), nullptr, options());

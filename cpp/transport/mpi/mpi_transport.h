@@ -79,7 +79,7 @@ class MpiTransport final : public Transport {
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
 
-  uint64_t requests_served() const { return served_.load(); }
+  uint64_t requests_served() const override { return served_.load(); }
   bool gathers_rows() const { return gather_rows_; }
 
   // Test hook (fault tests only): sends `bytes` verbatim as a request to `peer`'s server and

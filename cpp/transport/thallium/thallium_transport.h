@@ -21,8 +21,10 @@
 // first non-loopback interface), "ofi+verbs://<iface>", "ofi+cxi://...". Known not to work
 // here: "ofi+sockets" (the deprecated libfabric provider hangs in transfers).
 //
-// Caveat: a request that timed out may still have its rows pushed later by a slow owner
-// (a push cannot be revoked); the rehearsal engine excludes such a peer from later draws.
+// A request that timed out may still have its rows pushed later by a slow owner (a push
+// cannot be revoked). The rehearsal engine excludes such a peer and retires the receive
+// block that request named (RehearsalEngine::retire_block), so the late rows land in
+// memory no draw uses again.
 #include <array>
 #include <chrono>
 #include <memory>
@@ -82,7 +84,9 @@ class ThalliumTransport final : public Transport {
   void abandon() override;
 
   // Requests this rank's provider answered (errors included), until shutdown.
-  uint64_t requests_served() const { return provider_ ? provider_->requests_served() : served_at_shutdown_; }
+  uint64_t requests_served() const override {
+    return provider_ ? provider_->requests_served() : served_at_shutdown_;
+  }
 
   // Test hook: sends `bytes` verbatim as a reverie_get_samples request to `peer`, with a
   // scratch receive block of max_rows rows; waits until `deadline`. nullopt: no reply.
