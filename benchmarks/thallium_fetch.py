@@ -1,6 +1,6 @@
 """Thallium engine: ``get_remote_samples(r)`` against a bare Thallium RPC + bulk push.
 
-    source /opt/mochi/env.sh
+    source "$(bash ../shared/mochi/build.sh | tail -n 1)/env.sh"   # or your Mochi (Spack)
     mpiexec -n 2 python benchmarks/thallium_fetch.py
     mpiexec -n 2 python benchmarks/thallium_fetch.py --address ofi+tcp://127.0.0.1
 
@@ -10,13 +10,10 @@ RPC answered by one bulk push of r rows, which is what the bare benchmark does w
 contiguous region of the same size. With more ranks a draw fans out to every peer at once
 (the bare numbers stay one-to-one, so read the ratios on 2 ranks).
 
-The bare numbers come from Mochi's own benchmark program, built outside this repository
-(``--bare-bench``: a ``bench`` executable taking ``client|server <proto> <progress 0|1>
-<rpc_threads> <addrfile>`` and printing ``RESULT bw ... size=<KB>KBx<r> ... rpc_us=<us>``;
-default $REVERIE_THALLIUM_BARE_BENCH or /opt/mochi/proto/build/bench). It runs with the
-engine's thread layout (one progress thread that runs the handlers) on the same machine
-right after the draws. Without it the table shows the numbers recorded when that program
-was first run on the development box (na+sm and ofi+tcp://127.0.0.1; marked "recorded").
+The bare numbers come from ``benchmarks/thallium_bare.cc``, built by CMake with the
+Thallium engine and installed as ``reverie/_bench/thallium_bare`` (``--bare-bench`` names
+another build). Rank 0 runs its server and client right after the draws, with the engine's
+thread layout (one progress thread that runs the handlers), in the same invocation.
 
 Columns (rank 0):
     draw_us    mean of get_remote_samples(r) + wait(), issue to samples usable (p50 beside it)
@@ -46,23 +43,13 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+import reverie
 from reverie import _core
 from reverie.distributed import DistributedRehearsalBuffer
 
+BARE_BENCH = Path(reverie.__file__).parent / "_bench" / "thallium_bare"
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
 BARE_UNIT_KB = {"12KB": 12, "602KB": 602}
-# First runs of the bare program on the development box (2 cores, progress thread, handlers
-# on it), in microseconds per RPC + push: {address: {(sample, r): us}}.
-RECORDED_BARE_US = {
-    "na+sm": {
-        ("12KB", 7): 49.0, ("12KB", 28): 84.3, ("12KB", 64): 142.1,
-        ("602KB", 7): 578.3, ("602KB", 28): 2843.0, ("602KB", 64): 7272.7,
-    },
-    "ofi+tcp://127.0.0.1": {
-        ("12KB", 7): 196.2, ("12KB", 28): 299.8, ("12KB", 64): 880.7,
-        ("602KB", 7): 5858.3, ("602KB", 28): 28823.3, ("602KB", 64): 70225.9,
-    },
-}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,9 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case")
     p.add_argument(
-        "--bare-bench", default=os.environ.get("REVERIE_THALLIUM_BARE_BENCH", "/opt/mochi/proto/build/bench")
+        "--bare-bench",
+        default=os.environ.get("REVERIE_THALLIUM_BARE_BENCH", str(BARE_BENCH)),
+        help="the bare Thallium program (default: the one installed with Reverie)",
     )
-    p.add_argument("--no-bare", action="store_true", help="use the recorded bare numbers")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare baseline")
     p.add_argument("--quick", action="store_true", help="smoke run: short timings")
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
     return p.parse_args(argv)
@@ -184,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not _core.HAVE_THALLIUM:
         if rank == 0:
-            print("thallium_fetch: Reverie built without Thallium (source /opt/mochi/env.sh and rebuild)")
+            print("thallium_fetch: Reverie built without Thallium (see docs/hpc.md: install Mochi, rebuild)")
         return 2
     if args.quick:
         args.seconds = min(args.seconds, 0.2)
@@ -195,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     source = "measured now"
     if bare is None:
-        bare = RECORDED_BARE_US.get(args.address, {})
-        source = "recorded (bare program not run)"
+        bare, source = {}, f"not run (--no-bare, or no program at {args.bare_bench})"
     rows = []
     for name in args.sizes:
         field_bytes = int(np.prod(SHAPES[name])) * 4

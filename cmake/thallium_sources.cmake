@@ -42,3 +42,13 @@ function(_reverie_thallium_bindings)
   set_property(TARGET _core APPEND PROPERTY INSTALL_RPATH ${REVERIE_THALLIUM_RPATH})
 endfunction()
 cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL _reverie_thallium_bindings)
+
+# benchmarks/thallium_fetch.py's bare baseline (one RPC + one bulk push), installed beside
+# the module so the benchmark finds it in any install.
+add_executable(reverie_thallium_bare ${CMAKE_CURRENT_LIST_DIR}/../benchmarks/thallium_bare.cc)
+target_link_libraries(reverie_thallium_bare PRIVATE thallium)
+set_target_properties(reverie_thallium_bare PROPERTIES OUTPUT_NAME thallium_bare
+  BUILD_RPATH "${REVERIE_THALLIUM_RPATH}" INSTALL_RPATH "${REVERIE_THALLIUM_RPATH}")
+if(REVERIE_BUILD_PYTHON)
+  install(TARGETS reverie_thallium_bare RUNTIME DESTINATION reverie/_bench)
+endif()
