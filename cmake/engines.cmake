@@ -21,6 +21,8 @@ if(NOT REVERIE_MPI STREQUAL "OFF")
   if(MPI_C_FOUND)
     set(REVERIE_HAVE_MPI ON)
     target_sources(reverie_core PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_transport.cc
+                                        ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_fetch.cc
+                                        ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_server.cc
                                         ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/shm_protocol.cc)
     target_link_libraries(reverie_core PUBLIC MPI::MPI_C)
     target_compile_definitions(reverie_core PUBLIC REVERIE_HAVE_MPI=1)
