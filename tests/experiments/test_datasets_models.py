@@ -59,6 +59,34 @@ def test_shard_batches_reshuffle_deterministically() -> None:
     assert sorted(torch.cat(second).tolist()) == sorted(yall[idx].tolist())
 
 
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_rank_parts_of_each_step_make_the_one_rank_batch(world: int) -> None:
+    # issue 18: the ranks' parts of step k together are the 1-rank batch k, so a run takes
+    # the same steps on any rank count; a short last batch is cut to a multiple of world.
+    d = load_dataset("synthetic", synthetic_samples=200)
+    idx, b = np.arange(3, 160), 4 * world
+    single = ShardBatches(d.train, idx, b, seed=5)
+    parts = [ShardBatches(d.train, idx, b, seed=5, rank=r, world_size=world) for r in range(world)]
+    for _ in range(2):  # every pass reshuffles the same way on every rank count
+        one = [y for _, y in single]
+        steps = list(zip(*[[y for _, y in p] for p in parts], strict=True))
+        assert len(steps) == len(parts[0])
+        if len(one) > len(steps):  # a last batch of fewer rows than ranks is dropped
+            assert len(one) == len(steps) + 1 and len(one[-1]) < world
+        for k, step in enumerate(steps):
+            assert len({len(y) for y in step}) == 1, [len(y) for y in step]
+            n = len(one[k]) - len(one[k]) % world
+            assert torch.equal(torch.cat(step), one[k][:n]), k
+
+
+def test_shard_batches_reject_uneven_rank_split() -> None:
+    d = load_dataset("synthetic", synthetic_samples=100)
+    with pytest.raises(ValueError, match="batch_size"):
+        ShardBatches(d.train, np.arange(10), 15, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        ShardBatches(d.train, np.arange(10), 16, rank=2, world_size=2)
+
+
 @pytest.mark.parametrize(
     ("name", "shape"), [("mlp", (1, 40)), ("cnn1d", (1, 40)), ("cnn", (1, 8, 8)), ("resnet", (3, 32, 32))]
 )

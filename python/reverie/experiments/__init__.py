@@ -10,7 +10,7 @@ from __future__ import annotations
 from .config import STRATEGIES, ExperimentConfig, load_config_file, resolve_config
 from .datasets import DATASETS, DatasetSplits, load_dataset
 from .evaluation import backward_transfer, forgetting, mean_accuracy_after_each_task
-from .scenarios import SCENARIOS, Task, class_incremental, instance_incremental, make_scenario, shard
+from .scenarios import SCENARIOS, Task, class_incremental, instance_incremental, make_scenario
 
 __all__ = [
     "DATASETS",
@@ -28,5 +28,4 @@ __all__ = [
     "make_scenario",
     "mean_accuracy_after_each_task",
     "resolve_config",
-    "shard",
 ]

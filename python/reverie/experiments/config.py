@@ -43,8 +43,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
 class ExperimentConfig:
     """Everything that defines one experiment run (all ranks see the same values).
 
-    Sizes are per rank where noted: ``batch_size`` new samples per step and ``buffer_size``
-    slots per rank (the global buffer holds ``ranks * buffer_size``).
+    Sizes are job-wide, split evenly over the ranks, so a run takes the same steps over the
+    same batches on any number of ranks: ``batch_size`` new samples per step, ``representatives``
+    replayed per step, ``candidates`` offered per step and ``buffer_size`` slots in all.
     """
 
     dataset: str = "mnist1d"
@@ -136,6 +137,7 @@ class ExperimentConfig:
             raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
         if self.buffer_timeout <= 0:
             raise ValueError(f"buffer_timeout: must be > 0, got {self.buffer_timeout}")
+        check_rank_split(self, self.ranks)
 
     def der_alpha(self, strategy: str) -> float:
         """The logit-matching weight for ``der`` / ``derpp`` (``--alpha`` or the paper's value)."""
@@ -144,6 +146,22 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of all fields."""
         return dataclasses.asdict(self)
+
+
+#: Job-wide sizes that every rank takes an equal share of.
+RANK_SPLIT = ("batch_size", "representatives", "candidates", "buffer_size")
+
+
+def check_rank_split(cfg: ExperimentConfig, world_size: int) -> None:
+    """Raise ``ValueError`` naming the first job-wide size that ``world_size`` ranks cannot share
+    evenly (unequal rank batches would weigh DDP's gradient average wrongly)."""
+    for name in RANK_SPLIT:
+        value = getattr(cfg, name)
+        if value % world_size:
+            raise ValueError(
+                f"{name}: {value} is not a multiple of the {world_size} ranks; sizes are job-wide "
+                "and split evenly over the ranks"
+            )
 
 
 _HELP: dict[str, str] = {
@@ -158,15 +176,15 @@ _HELP: dict[str, str] = {
     "strategies": "comma-separated strategies to run, from: " + ", ".join(STRATEGIES),
     "model": "model: " + ", ".join(MODELS) + " (auto: cnn1d for mnist1d, cnn for digits, resnet otherwise)",
     "epochs": "epochs per task (the same for every strategy; scratch runs them over all tasks so far)",
-    "batch_size": "new samples per step and rank (b)",
+    "batch_size": "new samples per step, over all ranks (b; each rank takes b/ranks)",
     "lr": "learning rate (the same for every strategy)",
     "optimizer": "optimizer: adam or sgd (re-created at the start of every task)",
     "momentum": "SGD momentum",
     "weight_decay": "weight decay",
     "clip_grad": "clip the gradient norm to this value, 0 = off (the first steps of a task are violent)",
-    "buffer_size": "rehearsal buffer slots per rank (global buffer = ranks x this)",
-    "representatives": "representatives drawn from the global buffer per step and rank (r)",
-    "candidates": "candidates per step offered to the local buffer (c)",
+    "buffer_size": "rehearsal buffer slots over all ranks (each rank holds buffer_size/ranks)",
+    "representatives": "representatives drawn from the global buffer per step, over all ranks (r)",
+    "candidates": "candidates per step offered to the buffer, over all ranks (c)",
     "replay_balance": "rehearsal: weight each of the r' replayed samples by b/r', so the replayed rows weigh as"
     " much in the loss as the b new ones (mean CE of new + mean CE of replayed, as DER++ adds its terms);"
     " false: one plain mean over b + r' rows",

@@ -65,9 +65,9 @@ class DarkExperienceReplay(Strategy):
 
     def train_task(self, task: int) -> None:
         self.optimizer = self.make_optimizer()
-        r = self.cfg.representatives
+        r = self.ctx.per_rank(self.cfg.representatives)
         timeout = self.cfg.buffer_timeout
-        loader = self.batches(self.ctx.train_shards[task], salt=task)
+        loader = self.batches(self.ctx.train_indices[task], salt=task)
         pending = self.buffer.get_remote_samples(r)
         for _ in self.epochs(task):
             for x, y in loader:

@@ -37,9 +37,9 @@ class Rehearsal(Strategy):
 
         self.optimizer = self.make_optimizer()
         loader = RehearsalLoader(
-            self.batches(self.ctx.train_shards[task], salt=task),
+            self.batches(self.ctx.train_indices[task], salt=task),
             self.buffer,
-            representatives=self.cfg.representatives,
+            representatives=self.ctx.per_rank(self.cfg.representatives),
             device=str(self.device),
         )
         for _ in self.epochs(task):
