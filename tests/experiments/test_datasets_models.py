@@ -51,12 +51,14 @@ def test_shard_batches_reshuffle_deterministically() -> None:
     idx = np.arange(0, 80, 2)
     a, b = ShardBatches(d.train, idx, 16, seed=1), ShardBatches(d.train, idx, 16, seed=1)
     first = [y.clone() for _, y in a]
-    assert len(a) == 3 and [len(y) for y in first] == [16, 16, 8]
+    assert len(a) == 2 and [len(y) for y in first] == [16, 16]  # whole batches: 8 rows wait
     assert all(torch.equal(p, q) for p, q in zip(first, [y for _, y in b], strict=True))
     second = [y for _, y in a]
     assert not all(torch.equal(p, q) for p, q in zip(first, second, strict=True))  # new order per pass
+    every = ShardBatches(d.train, idx, 16, seed=1, whole_batches=False)
+    assert [len(y) for _, y in every] == [16, 16, 8]
     _, yall = d.tensors("train")  # type: ignore[misc]
-    assert sorted(torch.cat(second).tolist()) == sorted(yall[idx].tolist())
+    assert sorted(torch.cat([y for _, y in every]).tolist()) == sorted(yall[idx].tolist())
 
 
 @pytest.mark.parametrize("world", [2, 3, 4])

@@ -31,6 +31,8 @@ class ShardBatches:
         workers: DataLoader worker processes for datasets that are not in memory.
         rank: this rank, ``0 .. world_size - 1``.
         world_size: number of data-parallel ranks.
+        whole_batches: leave out a short last batch (training); False keeps every row (one
+            rank only: evaluation).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class ShardBatches:
         workers: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        whole_batches: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -50,7 +53,9 @@ class ShardBatches:
             raise ValueError(f"rank: must be in 0..{world_size - 1}, got {rank}")
         if batch_size % world_size:
             raise ValueError(f"batch_size: must be a multiple of the {world_size} ranks, got {batch_size}")
-        self.rank, self.world_size = rank, world_size
+        if not whole_batches and world_size > 1:
+            raise ValueError("whole_batches: False needs world_size 1 (ranks must take equal parts)")
+        self.rank, self.world_size, self.whole_batches = rank, world_size, whole_batches
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
@@ -65,6 +70,8 @@ class ShardBatches:
         ranks); the next pass reshuffles, so the rows left out differ from pass to pass.
         Fewer rows than one batch are all used (cut to a multiple of the ranks)."""
         n = len(self.indices)
+        if not self.whole_batches:
+            return n
         if n < self.batch_size:
             return n - n % self.world_size
         return n - n % self.batch_size
@@ -112,4 +119,4 @@ def index_batches(
     dataset: Dataset[tuple[torch.Tensor, torch.Tensor]], indices: np.ndarray, batch_size: int
 ) -> ShardBatches:
     """Unshuffled batches over ``dataset[indices]`` (for evaluation)."""
-    return ShardBatches(dataset, indices, batch_size, shuffle=False)
+    return ShardBatches(dataset, indices, batch_size, shuffle=False, whole_batches=False)

