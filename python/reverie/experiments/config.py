@@ -87,6 +87,7 @@ class ExperimentConfig:
     representatives: int = 16
     candidates: int = 32
     replay_balance: bool = True
+    replay: str = "online"
     alpha: float | None = None
     beta: float = DERPP_BETA
     engine: str = "auto"
@@ -114,6 +115,7 @@ class ExperimentConfig:
             "optimizer": ("adam", "sgd"),
             "device": ("auto", "cpu", "cuda"),
             "launcher": ("auto", "mpiexec", "srun", "none"),
+            "replay": ("online", "past"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -212,6 +214,8 @@ _HELP: dict[str, str] = {
     "replay_balance": "rehearsal: weight each of the r' replayed samples by b/r', so the replayed rows weigh as"
     " much in the loss as the b new ones (mean CE of new + mean CE of replayed, as DER++ adds its terms);"
     " false: one plain mean over b + r' rows",
+    "replay": "rehearsal: online (a minibatch's candidates enter the buffer at once, so draws also replay the"
+    " current task) or past (a task's samples are committed at the task boundary; draws replay earlier tasks only)",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
     "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",

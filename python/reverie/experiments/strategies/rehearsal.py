@@ -10,12 +10,19 @@ the mean cross-entropy of the new rows plus that of the replayed rows, up to a f
 DER++ adds its terms. Fewer representatives then keep most of the accuracy at a fraction
 of the extra compute (on MNIST-1D with b = 32: r = 16 balanced reached 90-92% where plain
 r = 16 reached 87-89% and plain r = 32 91-95%).
+
+``replay``: ``online`` (the default) offers each minibatch's candidates to the buffer at
+once, so a task's draws also replay the task itself; ``past`` commits a task's samples at
+the task boundary (each rank offers its rows of the task, one pass, after training on it),
+so every draw replays earlier tasks only, as Avalanche's ``Replay`` does when task
+boundaries are known.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from .base import Strategy, TrainingContext
@@ -36,19 +43,27 @@ class Rehearsal(Strategy):
         from reverie import RehearsalLoader
 
         self.optimizer = self.make_optimizer()
+        past = self.cfg.replay == "past"
         loader = RehearsalLoader(
             self.batches(self.ctx.train_indices[task], salt=task),
-            self.buffer,
+            _DrawOnly(self.buffer) if past else self.buffer,
             representatives=self.ctx.per_rank(self.cfg.representatives),
             device=str(self.device),
         )
         for _ in self.epochs(task):
             for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
                 self.step(x, y, self.replay_weights(w, loader.drawn))
+        if past:
+            self.commit(self.ctx.train_indices[task], task)
         self.buffer.flush()
         stats = getattr(loader, "stats", None)
         if callable(stats):
             self.loader_stats.append(stats())
+
+    def commit(self, indices: np.ndarray, task: int) -> None:
+        """Offer this rank's rows of a finished task to the buffer (``replay`` = past)."""
+        for x, y in self.batches(indices, salt=task):
+            self.buffer.add({"x": x.contiguous()}, y.contiguous())
 
     def replay_weights(self, w: torch.Tensor, replayed: int) -> torch.Tensor:
         """Sample weights ``[b + r']`` for the loss: the stored ones, with the last ``r'``
@@ -67,3 +82,17 @@ class Rehearsal(Strategy):
 
     def close(self) -> None:
         self.buffer.close()
+
+
+class _DrawOnly:
+    """The buffer for a ``RehearsalLoader`` that draws but does not insert: ``add`` does
+    nothing (``replay`` = past commits at the task boundary instead); the rest is the buffer's."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
