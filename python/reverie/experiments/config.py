@@ -88,6 +88,7 @@ class ExperimentConfig:
     candidates: int = 32
     replay_balance: bool = True
     replay: str = "online"
+    deterministic: bool = False
     alpha: float | None = None
     beta: float = DERPP_BETA
     engine: str = "auto"
@@ -216,6 +217,8 @@ _HELP: dict[str, str] = {
     " false: one plain mean over b + r' rows",
     "replay": "rehearsal: online (a minibatch's candidates enter the buffer at once, so draws also replay the"
     " current task) or past (a task's samples are committed at the task boundary; draws replay earlier tasks only)",
+    "deterministic": "rehearsal: inserts and draws at defined points (flush, barrier, draws in rank order), so"
+    " two runs with the same seed, ranks and engine give the same accuracies; slower",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
     "engine": "DistributedRehearsalBuffer transport engine (auto, mpi, thallium, ...)",
