@@ -162,6 +162,10 @@ class ExperimentConfig:
         if self.buffer_timeout <= 0:
             raise ValueError(f"buffer_timeout: must be > 0, got {self.buffer_timeout}")
         check_rank_split(self, self.ranks)
+        if self.deterministic and {"der", "derpp"} & set(self.strategies):
+            raise ValueError(
+                "deterministic: not available for der and derpp yet (rehearsal, incremental, scratch)"
+            )
 
     def der_alpha(self, strategy: str) -> float:
         """The logit-matching weight for ``der`` / ``derpp`` (``--alpha`` or the paper's value)."""
