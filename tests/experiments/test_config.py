@@ -71,7 +71,10 @@ def test_precedence_defaults_base_file_cli(tmp_path: Path) -> None:
         ({"deterministic": True, "strategies": ["rehearsal", "derpp"]}, "deterministic"),
         ({"batch_size": 15, "ranks": 2}, "batch_size"),  # job-wide sizes split evenly over ranks
         ({"buffer_size": 201, "ranks": 2}, "buffer_size"),
-        ({"representatives": 9, "ranks": 3}, "representatives"),
+        (
+            {"representatives": 10, "batch_size": 30, "candidates": 30, "buffer_size": 999, "ranks": 3},
+            "representatives",
+        ),
     ],
 )
 def test_validation_names_option(options: dict[str, object], name: str) -> None:
