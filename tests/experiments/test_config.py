@@ -67,6 +67,14 @@ def test_precedence_defaults_base_file_cli(tmp_path: Path) -> None:
         ({"strategies": ["ewc"]}, "strategies"),
         ({"lr": -1.0}, "lr"),
         ({"strategies": []}, "strategies"),
+        ({"replay": "future"}, "replay"),
+        ({"deterministic": True, "strategies": ["rehearsal", "derpp"]}, "deterministic"),
+        ({"batch_size": 15, "ranks": 2}, "batch_size"),  # job-wide sizes split evenly over ranks
+        ({"buffer_size": 201, "ranks": 2}, "buffer_size"),
+        (
+            {"representatives": 10, "batch_size": 30, "candidates": 30, "buffer_size": 999, "ranks": 3},
+            "representatives",
+        ),
     ],
 )
 def test_validation_names_option(options: dict[str, object], name: str) -> None:
@@ -85,3 +93,11 @@ def test_dataset_preset_sits_beneath_explicit_options() -> None:
     assert (digits.batch_size, digits.representatives, digits.buffer_size, digits.epochs) == (16, 8, 200, 12)
     assert resolve_config({"dataset": "digits", "epochs": 2}).epochs == 2
     assert resolve_config({}).batch_size == ExperimentConfig().batch_size  # mnist1d: plain defaults
+    mnist = resolve_config({"dataset": "mnist"})
+    assert (mnist.batch_size, mnist.representatives, mnist.buffer_size, mnist.epochs, mnist.lr) == (
+        32,
+        32,
+        500,
+        3,
+        0.01,
+    )

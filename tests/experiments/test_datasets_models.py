@@ -51,12 +51,42 @@ def test_shard_batches_reshuffle_deterministically() -> None:
     idx = np.arange(0, 80, 2)
     a, b = ShardBatches(d.train, idx, 16, seed=1), ShardBatches(d.train, idx, 16, seed=1)
     first = [y.clone() for _, y in a]
-    assert len(a) == 3 and [len(y) for y in first] == [16, 16, 8]
+    assert len(a) == 2 and [len(y) for y in first] == [16, 16]  # whole batches: 8 rows wait
     assert all(torch.equal(p, q) for p, q in zip(first, [y for _, y in b], strict=True))
     second = [y for _, y in a]
     assert not all(torch.equal(p, q) for p, q in zip(first, second, strict=True))  # new order per pass
+    every = ShardBatches(d.train, idx, 16, seed=1, whole_batches=False)
+    assert [len(y) for _, y in every] == [16, 16, 8]
     _, yall = d.tensors("train")  # type: ignore[misc]
-    assert sorted(torch.cat(second).tolist()) == sorted(yall[idx].tolist())
+    assert sorted(torch.cat([y for _, y in every]).tolist()) == sorted(yall[idx].tolist())
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_rank_parts_of_each_step_make_the_one_rank_batch(world: int) -> None:
+    # issue 18: the ranks' parts of step k together are the 1-rank batch k, so a run takes
+    # the same steps on any rank count; a short last batch is cut to a multiple of world.
+    d = load_dataset("synthetic", synthetic_samples=200)
+    idx, b = np.arange(3, 160), 4 * world
+    single = ShardBatches(d.train, idx, b, seed=5)
+    parts = [ShardBatches(d.train, idx, b, seed=5, rank=r, world_size=world) for r in range(world)]
+    for _ in range(2):  # every pass reshuffles the same way on every rank count
+        one = [y for _, y in single]
+        steps = list(zip(*[[y for _, y in p] for p in parts], strict=True))
+        assert len(steps) == len(parts[0])
+        if len(one) > len(steps):  # a last batch of fewer rows than ranks is dropped
+            assert len(one) == len(steps) + 1 and len(one[-1]) < world
+        for k, step in enumerate(steps):
+            assert len({len(y) for y in step}) == 1, [len(y) for y in step]
+            n = len(one[k]) - len(one[k]) % world
+            assert torch.equal(torch.cat(step), one[k][:n]), k
+
+
+def test_shard_batches_reject_uneven_rank_split() -> None:
+    d = load_dataset("synthetic", synthetic_samples=100)
+    with pytest.raises(ValueError, match="batch_size"):
+        ShardBatches(d.train, np.arange(10), 15, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        ShardBatches(d.train, np.arange(10), 16, rank=2, world_size=2)
 
 
 @pytest.mark.parametrize(

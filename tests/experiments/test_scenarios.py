@@ -1,4 +1,4 @@
-"""Scenario splitting and per-rank sharding: classes per task, disjointness, determinism."""
+"""Scenario splitting: classes per task, disjointness, determinism."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from reverie.experiments.scenarios import (
     class_incremental,
     instance_incremental,
     make_scenario,
-    shard,
 )
 
 
@@ -69,21 +68,3 @@ def test_instance_incremental_disjoint_stratified_deterministic() -> None:
 def test_make_scenario_rejects_unknown() -> None:
     with pytest.raises(ValueError, match="scenario"):
         make_scenario("domain", labels(), labels(), 10, 5)
-
-
-@pytest.mark.parametrize("world", [1, 2, 3, 4])
-def test_shards_disjoint_equal_and_deterministic(world: int) -> None:
-    idx = np.arange(101, 201)
-    shards = [shard(idx, r, world, seed=3, salt=2) for r in range(world)]
-    assert len({len(s) for s in shards}) == 1 and len(shards[0]) == 100 // world
-    union = np.concatenate(shards)
-    assert len(set(union.tolist())) == len(union)
-    assert set(union.tolist()) <= set(idx.tolist())
-    assert all(np.array_equal(s, shard(idx, r, world, seed=3, salt=2)) for r, s in enumerate(shards))
-    if world > 1:
-        assert not np.array_equal(shards[0], shard(idx, 0, world, seed=4, salt=2))
-
-
-def test_shard_rejects_bad_rank() -> None:
-    with pytest.raises(ValueError, match="rank"):
-        shard(np.arange(10), 2, 2, seed=0)

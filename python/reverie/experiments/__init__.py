@@ -27,7 +27,6 @@ _HOMES = {
     "class_incremental": "scenarios",
     "instance_incremental": "scenarios",
     "make_scenario": "scenarios",
-    "shard": "scenarios",
 }
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
     "make_scenario",
     "mean_accuracy_after_each_task",
     "resolve_config",
-    "shard",
 ]
 
 

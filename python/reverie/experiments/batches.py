@@ -16,18 +16,23 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 
 class ShardBatches:
-    """Re-iterable minibatches over ``dataset[indices]``.
+    """Re-iterable minibatches: this rank's part of each global batch over ``dataset[indices]``.
 
     Pass ``k`` (0, 1, 2, ...) is shuffled with ``(seed, k)`` when ``shuffle`` is set, so a run
-    is reproducible; the last batch may be smaller than ``batch_size``.
+    is reproducible; a pass takes whole global batches only (the rows of a short last batch
+    are left out of that pass), so every rank gets as many rows as the others.
 
     Args:
         dataset: map-style dataset of ``(x, y)``.
-        indices: int64 indices into ``dataset``.
-        batch_size: samples per batch ``b``.
+        indices: int64 indices into ``dataset`` (the same on every rank).
+        batch_size: samples per global batch ``b``, a multiple of ``world_size``.
         shuffle: reshuffle every pass.
-        seed: base seed of the shuffles.
+        seed: base seed of the shuffles (the same on every rank).
         workers: DataLoader worker processes for datasets that are not in memory.
+        rank: this rank, ``0 .. world_size - 1``.
+        world_size: number of data-parallel ranks.
+        whole_batches: leave out a short last batch (training); False keeps every row (one
+            rank only: evaluation).
     """
 
     def __init__(
@@ -38,9 +43,19 @@ class ShardBatches:
         shuffle: bool = True,
         seed: int = 0,
         workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        whole_batches: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank: must be in 0..{world_size - 1}, got {rank}")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size: must be a multiple of the {world_size} ranks, got {batch_size}")
+        if not whole_batches and world_size > 1:
+            raise ValueError("whole_batches: False needs world_size 1 (ranks must take equal parts)")
+        self.rank, self.world_size, self.whole_batches = rank, world_size, whole_batches
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
@@ -49,27 +64,50 @@ class ShardBatches:
         self.workers = workers
         self.passes = 0
 
+    def _usable(self) -> int:
+        """Rows used per pass: whole global batches only, whatever the rank count, so every
+        rank count takes the same steps (a short last batch of 13 rows cannot be split over 2
+        ranks); the next pass reshuffles, so the rows left out differ from pass to pass.
+        Fewer rows than one batch are all used (cut to a multiple of the ranks)."""
+        n = len(self.indices)
+        if not self.whole_batches:
+            return n
+        if n < self.batch_size:
+            return n - n % self.world_size
+        return n - n % self.batch_size
+
     def __len__(self) -> int:
-        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+        return (self._usable() + self.batch_size - 1) // self.batch_size
 
     def _order(self) -> np.ndarray:
-        if not self.shuffle:
-            return self.indices
-        rng = np.random.default_rng([self.seed, self.passes, 0xBA7C])
-        return self.indices[rng.permutation(len(self.indices))]
+        """This rank's rows of the pass, global batch after global batch."""
+        order = self.indices
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.passes, 0xBA7C])
+            order = order[rng.permutation(len(order))]
+        order = order[: self._usable()]
+        if self.world_size == 1:
+            return order
+        parts = []
+        for i in range(0, len(order), self.batch_size):
+            chunk = order[i : i + self.batch_size]
+            per = len(chunk) // self.world_size
+            parts.append(chunk[self.rank * per : (self.rank + 1) * per])
+        return np.concatenate(parts) if parts else order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
         self.passes += 1
+        step = self.batch_size // self.world_size
         if isinstance(self.dataset, TensorDataset):
             x_all, y_all = self.dataset.tensors
-            for i in range(0, len(order), self.batch_size):
-                idx = torch.from_numpy(order[i : i + self.batch_size])
+            for i in range(0, len(order), step):
+                idx = torch.from_numpy(order[i : i + step])
                 yield x_all[idx], y_all[idx]
             return
         loader = DataLoader(
             Subset(self.dataset, order.tolist()),
-            batch_size=self.batch_size,
+            batch_size=step,
             shuffle=False,
             num_workers=self.workers,
         )
@@ -81,4 +119,4 @@ def index_batches(
     dataset: Dataset[tuple[torch.Tensor, torch.Tensor]], indices: np.ndarray, batch_size: int
 ) -> ShardBatches:
     """Unshuffled batches over ``dataset[indices]`` (for evaluation)."""
-    return ShardBatches(dataset, indices, batch_size, shuffle=False)
+    return ShardBatches(dataset, indices, batch_size, shuffle=False, whole_batches=False)

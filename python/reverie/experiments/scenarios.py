@@ -1,5 +1,5 @@
-"""Continual-learning scenarios: how a dataset is cut into a sequence of tasks, and how each
-task is sharded across data-parallel ranks.
+"""Continual-learning scenarios: how a dataset is cut into a sequence of tasks (the ranks
+split every global batch of a task, see :mod:`reverie.experiments.batches`).
 
 * class-incremental: the classes are split into ``T`` disjoint groups (evenly, or a first
   group of ``initial_increment`` classes and the rest evenly); task ``t`` holds the train and
@@ -132,18 +132,3 @@ def make_scenario(
             raise ValueError("initial_increment: only meaningful for the class-incremental scenario")
         return instance_incremental(train_labels, test_labels, tasks, seed)
     raise ValueError(f"scenario: unknown {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-
-
-def shard(indices: np.ndarray, rank: int, world_size: int, seed: int, salt: int = 0) -> np.ndarray:
-    """This rank's data-parallel shard of ``indices``.
-
-    The indices are permuted with ``(seed, salt)`` and cut into equal blocks; every rank gets
-    exactly ``len(indices) // world_size`` of them (the remainder, < world_size samples, is
-    dropped) so that all ranks run the same number of steps, as DDP requires. Shards of
-    different ranks are disjoint; the result is sorted and identical for equal arguments.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank: must be in 0..{world_size - 1}, got {rank}")
-    perm = np.random.default_rng([seed, salt, 0x5AAD]).permutation(np.asarray(indices, dtype=np.int64))
-    per_rank = len(perm) // world_size
-    return np.sort(perm[rank * per_rank : (rank + 1) * per_rank])

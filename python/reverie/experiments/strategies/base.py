@@ -35,7 +35,8 @@ class TrainingContext:
         group: this rank's place in the job.
         data: the dataset.
         tasks: the scenario's tasks (global indices).
-        train_shards: this rank's train indices of each task (equal size on every rank).
+        train_indices: every task's train indices, the same on every rank: :meth:`Strategy.batches`
+            gives each rank its part of every global batch.
         progress: factory of progress iterables, ``progress(iterable, desc, total)``; silent
             on ranks other than 0.
     """
@@ -44,8 +45,12 @@ class TrainingContext:
     group: ProcessGroup
     data: DatasetSplits
     tasks: list[Task]
-    train_shards: list[np.ndarray]
+    train_indices: list[np.ndarray]
     progress: Any
+
+    def per_rank(self, total: int) -> int:
+        """This rank's share of a job-wide size (batch, representatives, candidates, buffer)."""
+        return total // self.group.world_size
 
 
 class Strategy(ABC):
@@ -86,8 +91,10 @@ class Strategy(ABC):
 
     # --- data ----------------------------------------------------------------------------
     def batches(self, indices: np.ndarray, salt: int) -> ShardBatches:
-        """This rank's minibatches over train ``indices``, reshuffled per pass (seeded by ``salt``)."""
-        seed = int(np.random.default_rng([self.cfg.seed, salt, self.ctx.group.rank]).integers(2**31))
+        """This rank's part of every global minibatch over train ``indices``, reshuffled per
+        pass (seeded by ``salt``; the same order on every rank, so any rank count takes the
+        1-rank run's steps)."""
+        seed = int(np.random.default_rng([self.cfg.seed, salt]).integers(2**31))
         return ShardBatches(
             self.ctx.data.train,
             indices,
@@ -95,6 +102,8 @@ class Strategy(ABC):
             shuffle=True,
             seed=seed,
             workers=self.cfg.workers,
+            rank=self.ctx.group.rank,
+            world_size=self.ctx.group.world_size,
         )
 
     def epochs(self, task: int) -> Iterator[int]:
@@ -107,7 +116,8 @@ class Strategy(ABC):
     def step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> float:
         """One SGD step on ``(x [n, ...], y [n])``; optional sample weights ``w [n]``.
 
-        The loss is the (weighted) mean cross-entropy; DDP averages gradients across ranks.
+        The loss is the (weighted) mean cross-entropy; DDP averages gradients across ranks,
+        which equal-sized rank parts of a global batch turn into the global batch's gradient.
         Returns the loss value.
         """
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -4,14 +4,14 @@ The buffer stores each sample's logits at insertion time as an extra field ``"lo
 (float32 ``[num_classes]``). Loss per step, with ``m`` replayed samples:
 
 * der:   ``CE(new) + alpha * MSE(logits_now(replay), stored_logits)``
-* derpp: the same ``+ beta * CE(logits_now(replay), replay labels)``
+* derpp: the same ``+ beta * CE(logits_now(replay2), replay2 labels)``, where ``replay2`` is
+  a second draw, independent of ``replay``, as in the paper (Buzzega et al., Alg. 1); until
+  issue 18 both terms used one draw.
 
-DER++ in the paper draws a second, independent replay batch for its CE term; here both terms
-use the same ``r`` representatives (one global draw per step).
-
-The draw for step ``i + 1`` is requested (``get_remote_samples``) before step ``i``'s forward
-pass and waited for at step ``i + 1``, so transfers overlap compute; the received views are
-valid until the second-next request, and they are copied (concatenated) right away.
+The draws for step ``i + 1`` are requested (``get_remote_samples``) before step ``i``'s
+forward pass and waited for at step ``i + 1``, so transfers overlap compute. The received
+views are valid until the second-next request: DER uses its one draw before that; DER++,
+whose two draws per step are the buffer's two in flight, copies them (``r`` rows each).
 """
 
 from __future__ import annotations
@@ -41,23 +41,28 @@ class DarkExperienceReplay(Strategy):
         }
         self.buffer = make_buffer(ctx, fields)
 
-    def replay_step(self, x: torch.Tensor, y: torch.Tensor, replay: Any) -> torch.Tensor:
-        """One optimizer step on new ``(x [b, ...], y [b])`` plus ``replay`` (Samples, ``m`` rows).
+    def replay_step(
+        self, x: torch.Tensor, y: torch.Tensor, replay: Any, labelled: Any = None
+    ) -> torch.Tensor:
+        """One optimizer step on new ``(x [b, ...], y [b])`` plus ``replay`` (Samples, ``m``
+        rows, for logit matching) and, for DER++, ``labelled`` (Samples, ``k`` rows, for the
+        cross-entropy on replayed labels); one forward pass over all rows.
 
         Returns the logits of the new samples ``[b, num_classes]`` (detached, on the CPU).
         """
         b = y.shape[0]
         m = int(replay.labels.shape[0])
-        inputs = torch.cat([x, replay["x"]]) if m else x
-        out = self.model(inputs.to(self.device, non_blocking=True))
+        k = 0 if labelled is None else int(labelled.labels.shape[0])
+        parts = [x] + ([replay["x"]] if m else []) + ([labelled["x"]] if k else [])
+        out = self.model(torch.cat(parts).to(self.device, non_blocking=True))
         loss = F.cross_entropy(out[:b], y.to(self.device))
         if m:
             w = replay.weights.to(self.device)[:, None]
             stored = replay["logits"].to(self.device)
-            loss = loss + self.alpha * (w * (out[b:] - stored) ** 2).mean()
-            if self.beta:
-                ce = F.cross_entropy(out[b:], replay.labels.to(self.device), reduction="none")
-                loss = loss + self.beta * (ce * w[:, 0]).mean()
+            loss = loss + self.alpha * (w * (out[b : b + m] - stored) ** 2).mean()
+        if k and self.beta:
+            ce = F.cross_entropy(out[b + m :], labelled.labels.to(self.device), reduction="none")
+            loss = loss + self.beta * (ce * labelled.weights.to(self.device)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.clip_and_step()
@@ -65,18 +70,26 @@ class DarkExperienceReplay(Strategy):
 
     def train_task(self, task: int) -> None:
         self.optimizer = self.make_optimizer()
-        r = self.cfg.representatives
+        r = self.ctx.per_rank(self.cfg.representatives)
         timeout = self.cfg.buffer_timeout
-        loader = self.batches(self.ctx.train_shards[task], salt=task)
-        pending = self.buffer.get_remote_samples(r)
+        loader = self.batches(self.ctx.train_indices[task], salt=task)
+        pending = self.request(r)
         for _ in self.epochs(task):
             for x, y in loader:
-                replay = pending.wait(timeout=timeout)
-                pending = self.buffer.get_remote_samples(r)  # next step's draw, overlaps this step
-                logits = self.replay_step(x, y, replay)
+                draws = [p.wait(timeout=timeout) for p in pending]
+                if len(draws) > 1:  # the next two requests reuse both receive blocks
+                    draws = [d.clone() for d in draws]
+                pending = self.request(r)  # next step's draws, overlap this step
+                logits = self.replay_step(x, y, *draws)
                 self.buffer.add({"x": x.contiguous(), "logits": logits}, y.contiguous())
-        pending.wait(timeout=timeout)
+        for p in pending:
+            p.wait(timeout=timeout)
         self.buffer.flush()
+
+    def request(self, r: int) -> list[Any]:
+        """Start this step's independent global draws of ``r`` rows: one for DER, two for
+        DER++ (logit matching, labels)."""
+        return [self.buffer.get_remote_samples(r) for _ in range(2 if self.uses_labels else 1)]
 
     def buffer_info(self) -> dict[str, Any]:
         return buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)

@@ -6,10 +6,10 @@ from .base import Strategy
 
 
 class Incremental(Strategy):
-    """Train ``epochs`` passes over this rank's shard of task ``t`` only."""
+    """Train ``epochs`` passes over task ``t`` only."""
 
     name = "incremental"
 
     def train_task(self, task: int) -> None:
         self.optimizer = self.make_optimizer()
-        self.fit(task, self.batches(self.ctx.train_shards[task], salt=task))
+        self.fit(task, self.batches(self.ctx.train_indices[task], salt=task))

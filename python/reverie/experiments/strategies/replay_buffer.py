@@ -13,7 +13,8 @@ def make_buffer(ctx: TrainingContext, fields: dict[str, tuple[tuple[int, ...], t
     """A ``reverie.DistributedRehearsalBuffer`` over the job's MPI communicator.
 
     Args:
-        ctx: run context (buffer size, candidates, representatives, seed, engine, timeout).
+        ctx: run context (buffer size, candidates, representatives, seed, engine, timeout);
+            the job-wide buffer size and candidates are split evenly over the ranks.
         fields: field name -> (shape of one sample, dtype), e.g. ``{"x": ((1, 40), torch.float32)}``.
     Returns:
         the buffer (adaptive class quotas: ``num_classes=None``); close it when done.
@@ -29,10 +30,10 @@ def make_buffer(ctx: TrainingContext, fields: dict[str, tuple[tuple[int, ...], t
         raise RuntimeError("the replay strategies need mpi4py (the buffer runs over MPI)")
     cfg = ctx.config
     return DistributedRehearsalBuffer(
-        capacity=cfg.buffer_size,
+        capacity=ctx.per_rank(cfg.buffer_size),
         fields=fields,
         num_classes=None,
-        candidates=cfg.candidates,
+        candidates=ctx.per_rank(cfg.candidates),
         seed=cfg.seed,
         comm=ctx.group.comm,
         engine=cfg.engine,
@@ -41,11 +42,11 @@ def make_buffer(ctx: TrainingContext, fields: dict[str, tuple[tuple[int, ...], t
     )
 
 
-def buffer_report(buffer: Any, capacity_per_rank: int, world_size: int) -> dict[str, Any]:
+def buffer_report(buffer: Any, capacity_global: int, world_size: int) -> dict[str, Any]:
     """Sizes of ``buffer`` for the results (collective: every rank must call it)."""
     return {
-        "capacity_per_rank": capacity_per_rank,
-        "capacity_global": capacity_per_rank * world_size,
+        "capacity_per_rank": capacity_global // world_size,
+        "capacity_global": capacity_global,
         "local_size": len(buffer),
         "global_size": int(buffer.global_size()),
     }

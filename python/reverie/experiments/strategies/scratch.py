@@ -17,5 +17,5 @@ class Scratch(Strategy):
         if task > 0:
             self.model = self.fresh_model()
         self.optimizer = self.make_optimizer()
-        seen = np.concatenate(self.ctx.train_shards[: task + 1])
+        seen = np.concatenate(self.ctx.train_indices[: task + 1])
         self.fit(task, self.batches(seen, salt=1000 + task))
