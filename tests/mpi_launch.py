@@ -23,6 +23,15 @@ def find_mpiexec() -> str | None:
 MPIEXEC = find_mpiexec()
 
 
+def have_module(name: str) -> bool:
+    """Whether `name` imports (any error counts as missing: a broken install is absent)."""
+    try:
+        __import__(name)
+    except Exception:
+        return False
+    return True
+
+
 def require_engine(engine: str) -> None:
     """Skips unless mpiexec and the engine ("mpi" or "thallium") are both available."""
     from reverie import _core

@@ -239,6 +239,9 @@ std::vector<uint64_t> RehearsalEngine::known_sizes() const {
 
 void RehearsalEngine::exclude_foreign_senders() {
   if (!transport_) return;
+  const uint64_t count = transport_->foreign_requests().count();
+  if (count == foreign_seen_) return;
+  foreign_seen_ = count;  // peers() locks, so it sees every sender counted so far
   for (int p : transport_->foreign_requests().peers())
     if (p >= 0 && static_cast<size_t>(p) < excluded_.size() && p != self_) excluded_[p] = true;
 }

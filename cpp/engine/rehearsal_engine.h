@@ -187,8 +187,10 @@ class RehearsalEngine {
   // block is retired instead (kept, never reused, until the engine is destroyed) and the
   // rows of the ranks in keep_rank are copied to a fresh one.
   void retire_block(size_t slot, const std::vector<bool>& keep_rank);
-  // Marks peers whose requests carried another job's token as excluded (mu_ held).
+  // Marks peers whose requests carried another job's token as excluded (mu_ held); a
+  // count compare per draw unless a new one came.
   void exclude_foreign_senders();
+  uint64_t foreign_seen_ = 0;
   void stop_worker();
   // Answers peers' waiting requests from the calling thread (see Transport::serve_waiting).
   void serve_peers() {

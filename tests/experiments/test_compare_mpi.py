@@ -10,22 +10,13 @@ With 6 epochs rehearsal scattered over 71-91% (one CI run failed the 75% bar); ~
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-
-
-def _have(module: str) -> bool:
-    try:
-        __import__(module)
-    except Exception:
-        return False
-    return True
+from mpi_launch import MPIEXEC
+from mpi_launch import have_module as _have
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (pip install mpich mpi4py)")

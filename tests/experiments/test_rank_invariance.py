@@ -9,23 +9,14 @@ both runs take the same steps over the same batches. ~20 s on 2 cores.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-
-
-def _have(module: str) -> bool:
-    try:
-        __import__(module)
-    except Exception:
-        return False
-    return True
+from mpi_launch import MPIEXEC
+from mpi_launch import have_module as _have
 
 
 def _diagonal(tmp_path: Path, ranks: int) -> np.ndarray:
