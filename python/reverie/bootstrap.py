@@ -73,6 +73,15 @@ class Bootstrap:
         if failed:
             raise PeerFailed(f"{what} failed on {len(failed)} of {self.size} ranks: " + "; ".join(failed))
 
+    def step(self, work: Callable[[], object], what: str) -> None:
+        """Collective: runs ``work`` on every rank, then :meth:`agree` on its outcome."""
+        try:
+            work()
+        except Exception as exc:  # handed to agree, which re-raises it on this rank
+            self.agree(exc, what)
+        else:
+            self.agree(None, what)
+
     def mpi_fortran_handle(self) -> int:
         """The communicator as MPI_Fint, for the C++ MPI engine (MPI_Comm_f2c)."""
         if self.kind != "mpi":

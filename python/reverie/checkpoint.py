@@ -48,7 +48,7 @@ def save_distributed(
     is refused, never renamed or replaced."""
     final = Path(path)
     partial = final.with_name(final.name + ".partial")
-    boot.agree(_try(lambda: _prepare(final, partial, boot.rank == 0)), "save")
+    boot.step(lambda: _prepare(final, partial, boot.rank == 0), "save")
     sizes: list[int] = []
 
     def write_rank_file() -> None:
@@ -56,14 +56,10 @@ def save_distributed(
         sizes.append(int(state["samples"]["labels"].shape[0]))
         _atomic_torch_save(state, partial / f"rank-{boot.rank}.pt")
 
-    boot.agree(_try(write_rank_file), "save")
+    boot.step(write_rank_file, "save")
     all_sizes = boot.allgather(sizes[0], "save")
-    if boot.rank == 0:
-        manifest = {"version": FORMAT_VERSION, "world_size": boot.size, "sizes": all_sizes, **config}
-        error = _try(lambda: _finish(partial, final, manifest))
-    else:
-        error = None
-    boot.agree(error, "save")
+    manifest = {"version": FORMAT_VERSION, "world_size": boot.size, "sizes": all_sizes, **config}
+    boot.step(lambda: _finish(partial, final, manifest) if boot.rank == 0 else None, "save")
     return final
 
 
@@ -291,14 +287,6 @@ def redistribute(
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _try(step: Callable[[], object]) -> Exception | None:
-    try:
-        step()
-    except Exception as exc:  # handed to Bootstrap.agree, which re-raises it
-        return exc
-    return None
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:

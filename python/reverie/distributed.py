@@ -347,7 +347,7 @@ class DistributedRehearsalBuffer:
         config.update(overrides)
         dbuf = cls(**config, comm=comm, engine=engine, address=address, timeout=timeout)
         try:
-            dbuf.bootstrap.agree(checkpoint._try(lambda: dbuf._restore(manifest, states)), "load")
+            dbuf.bootstrap.step(lambda: dbuf._restore(manifest, states), "load")
         except Exception:
             dbuf.close()
             raise
