@@ -36,8 +36,16 @@ def fill(dbuf: DistributedRehearsalBuffer) -> None:
     dbuf.flush()
 
 
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def requester(dbuf: DistributedRehearsalBuffer, victim_pid: int) -> dict:
-    os.kill(victim_pid, signal.SIGSTOP)
+    os.kill(victim_pid, signal.SIGSTOP)  # delivered asynchronously: draw only once it took effect
+    deadline = time.monotonic() + 20
+    while not stopped(victim_pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
     draws, from_victim = [], 0
     for _ in range(4):  # the first times out on the victim; the others reuse both blocks
         draws.append(dbuf.get_remote_samples(24).wait(timeout=4 * TIMEOUT))
