@@ -63,8 +63,16 @@ def check_batches(comm: MPI.Comm, multi: bool, device: str, input_device: str) -
             if multi:
                 assert torch.equal(x["tag"][B:], xs[B:, 0].long())
             drawn_from.update((xs[B:, 0].long() // 1_000_000).tolist())
+            engine = {k: dbuf.engine_stats()[k] for k in ("rows_remote", "failed_requests")}  # for the report
+            engine["global_size"] = dbuf.global_size()
         stats = loader.stats()
-    return {"drawn_from": sorted(drawn_from), "steps": stats["steps"], "drawn": stats["samples_drawn"]}
+    return {
+        "drawn_from": sorted(drawn_from),
+        "steps": stats["steps"],
+        "drawn": stats["samples_drawn"],
+        "engine": dbuf.engine,
+        **engine,
+    }
 
 
 def check_slow_side_stream(comm: MPI.Comm) -> dict:

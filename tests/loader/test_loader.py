@@ -24,7 +24,7 @@ def test_batch_is_minibatch_then_draw(ranks: int, check: str) -> None:
         assert r["steps"] == 40
         assert r["drawn"] >= 30 * 5
         if ranks > 1:
-            assert len(r["drawn_from"]) > 1, "draws should come from several ranks"
+            assert len(r["drawn_from"]) > 1, f"draws should come from several ranks: {r}"
 
 
 def test_next_draw_arrives_during_slow_step() -> None:
