@@ -1,5 +1,6 @@
-# Detects the transport engines. AUTO builds an engine when its dependency is found,
-# ON fails the configure step without it, OFF skips it.
+# Detects the transport engines (AUTO builds an engine when its dependency is found, ON fails
+# the configure step without it, OFF skips it) and defines reverie_add_core() and
+# reverie_add_module(), which build the core library and the extension with them.
 
 set(REVERIE_HAVE_MPI OFF)
 # The MPI of the environment Reverie installs into comes first: the mpich wheel puts mpicc
@@ -20,12 +21,17 @@ if(NOT REVERIE_MPI STREQUAL "OFF")
   endif()
   if(MPI_C_FOUND)
     set(REVERIE_HAVE_MPI ON)
-    target_sources(reverie_core PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_transport.cc
-                                        ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_fetch.cc
-                                        ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/mpi_server.cc
-                                        ${CMAKE_CURRENT_SOURCE_DIR}/cpp/transport/mpi/shm_protocol.cc)
-    target_link_libraries(reverie_core PUBLIC MPI::MPI_C)
-    target_compile_definitions(reverie_core PUBLIC REVERIE_HAVE_MPI=1)
+    if(REVERIE_MPI_OPTIONAL)
+      # This MPI lives in pip's build environment, deleted after the build: keep no run-time
+      # path into it (anyone recreating that /tmp path could plant a libmpi there).
+      get_target_property(_reverie_mpi_link MPI::MPI_C INTERFACE_LINK_OPTIONS)
+      if(_reverie_mpi_link)
+        # FindMPI writes "-Wl$<COMMA>-rpath -Wl$<COMMA>DIR" (or with plain commas).
+        string(REGEX REPLACE "-Wl(,|\\$<COMMA>)-rpath( -Wl)?(,|\\$<COMMA>)[^ ;>]+" "" _reverie_mpi_link "${_reverie_mpi_link}")
+        set_target_properties(MPI::MPI_C PROPERTIES INTERFACE_LINK_OPTIONS "${_reverie_mpi_link}")
+        message(STATUS "Reverie MPI engine is optional at run time; link options: ${_reverie_mpi_link}")
+      endif()
+    endif()
     message(STATUS "Reverie MPI engine: ${MPI_C_COMPILER} (MPI ${MPI_C_VERSION})")
   else()
     # Loud: a build without the engine installs fine, and engine="mpi" fails only at run time.
@@ -50,3 +56,42 @@ if(NOT REVERIE_THALLIUM STREQUAL "OFF")
     message(STATUS "Reverie: no Thallium found, building without the Thallium engine (see docs/hpc.md)")
   endif()
 endif()
+
+set(REVERIE_MPI_SOURCES
+  ${PROJECT_SOURCE_DIR}/cpp/transport/mpi/mpi_transport.cc
+  ${PROJECT_SOURCE_DIR}/cpp/transport/mpi/mpi_fetch.cc
+  ${PROJECT_SOURCE_DIR}/cpp/transport/mpi/mpi_server.cc
+  ${PROJECT_SOURCE_DIR}/cpp/transport/mpi/shm_protocol.cc)
+
+# The core library with the engines found; with_mpi OFF leaves the MPI engine out.
+function(reverie_add_core target with_mpi)
+  add_library(${target} STATIC ${REVERIE_CORE_SOURCES})
+  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/cpp)
+  target_link_libraries(${target} PUBLIC Threads::Threads)
+  if(with_mpi)
+    target_sources(${target} PRIVATE ${REVERIE_MPI_SOURCES})
+    target_link_libraries(${target} PUBLIC MPI::MPI_C)
+    target_compile_definitions(${target} PUBLIC REVERIE_HAVE_MPI=1)
+  endif()
+  if(REVERIE_HAVE_THALLIUM)
+    target_sources(${target} PRIVATE ${REVERIE_THALLIUM_SOURCES})
+    target_link_libraries(${target} PUBLIC thallium)
+    target_compile_definitions(${target} PUBLIC REVERIE_HAVE_THALLIUM=1)
+  endif()
+endfunction()
+
+# The Python extension reverie.<name> over the core library `core`.
+function(reverie_add_module name core)
+  pybind11_add_module(${name}
+    ${PROJECT_SOURCE_DIR}/cpp/bindings/module.cc
+    ${PROJECT_SOURCE_DIR}/cpp/bindings/bind_buffer.cc
+    ${PROJECT_SOURCE_DIR}/cpp/bindings/bind_engine.cc)
+  target_compile_definitions(${name} PRIVATE REVERIE_MODULE_NAME=${name})
+  target_link_libraries(${name} PRIVATE ${core})
+  if(REVERIE_HAVE_THALLIUM)
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/cpp/bindings/bind_thallium.cc)
+    set_property(TARGET ${name} APPEND PROPERTY BUILD_RPATH ${REVERIE_THALLIUM_RPATH})
+    set_property(TARGET ${name} APPEND PROPERTY INSTALL_RPATH ${REVERIE_THALLIUM_RPATH})
+  endif()
+  install(TARGETS ${name} LIBRARY DESTINATION reverie)
+endfunction()

@@ -2,18 +2,10 @@
 # Mochi comes from Spack or a hand install (e.g. `source /opt/mochi/env.sh`); it is never
 # vendored here.
 
-# Bindings are added to _core after it exists (it is created after the engines).
-if(CMAKE_VERSION VERSION_LESS 3.19)
-  message(WARNING "The Thallium engine needs CMake >= 3.19; building without it")
-  set(REVERIE_HAVE_THALLIUM OFF)
-  return()
-endif()
-
-target_sources(reverie_core PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/../cpp/transport/thallium/sample_provider.cc
-  ${CMAKE_CURRENT_LIST_DIR}/../cpp/transport/thallium/thallium_transport.cc)
-target_link_libraries(reverie_core PUBLIC thallium)
-target_compile_definitions(reverie_core PUBLIC REVERIE_HAVE_THALLIUM=1)
+# reverie_add_core() and reverie_add_module() (engines.cmake) add these to each target.
+set(REVERIE_THALLIUM_SOURCES
+  ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/sample_provider.cc
+  ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/thallium_transport.cc)
 
 # Where the Mochi shared libraries live (margo, mercury, argobots: thallium is header-only),
 # so `import reverie._core` works without LD_LIBRARY_PATH.
@@ -32,16 +24,6 @@ list(REMOVE_DUPLICATES _reverie_mochi_rpath)
 list(FILTER _reverie_mochi_rpath EXCLUDE REGEX "^(/usr)?/lib(64|/x86_64-linux-gnu)?$")
 set(REVERIE_THALLIUM_RPATH "${_reverie_mochi_rpath}" CACHE INTERNAL "Run-time search path of the Mochi libraries")
 message(STATUS "Reverie thallium engine: Mochi libraries in ${REVERIE_THALLIUM_RPATH}")
-
-function(_reverie_thallium_bindings)
-  if(NOT TARGET _core)
-    return()
-  endif()
-  target_sources(_core PRIVATE ${PROJECT_SOURCE_DIR}/cpp/bindings/bind_thallium.cc)
-  set_property(TARGET _core APPEND PROPERTY BUILD_RPATH ${REVERIE_THALLIUM_RPATH})
-  set_property(TARGET _core APPEND PROPERTY INSTALL_RPATH ${REVERIE_THALLIUM_RPATH})
-endfunction()
-cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL _reverie_thallium_bindings)
 
 # benchmarks/thallium_fetch.py's bare baseline (one RPC + one bulk push), installed beside
 # the module so the benchmark finds it in any install.

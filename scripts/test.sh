@@ -41,8 +41,8 @@ build/checkpoint_restore_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -see
 rm -rf "$corpus"
 
 echo "== ruff"
-ruff check python tests benchmarks examples
-ruff format --check python tests benchmarks examples
+ruff check python tests benchmarks examples backend
+ruff format --check python tests benchmarks examples backend
 
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from importlib.util import find_spec
 from typing import Any
 
 __all__ = [
@@ -31,3 +33,27 @@ def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'reverie' has no attribute {name!r}")
     return getattr(import_module(_HOMES[name]), name)
+
+
+#: Why this build's MPI module did not load (None: it loaded, or the build has none).
+MPI_LOAD_ERROR: str | None = None
+
+
+def _take_mpi_core() -> None:
+    """Serve ``reverie._core`` from ``reverie._core_mpi`` where the build has one and it loads.
+
+    A build whose MPI came from pip's build environment (``pip install reverie`` where no MPI
+    was found) ships both modules: ``_core_mpi`` needs ``libmpi.so.12`` at run time, ``_core``
+    does not. Installing an MPI later (``pip install mpich mpi4py``) then enables the MPI
+    engine without reinstalling Reverie. Loads only a shared library: MPI is not initialised.
+    """
+    global MPI_LOAD_ERROR
+    if find_spec("reverie._core_mpi") is None:
+        return
+    try:
+        sys.modules[f"{__name__}._core"] = import_module("reverie._core_mpi")
+    except ImportError as error:
+        MPI_LOAD_ERROR = str(error)
+
+
+_take_mpi_core()

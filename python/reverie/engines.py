@@ -6,6 +6,7 @@ missing engine is then one line, once, instead of a traceback from every rank.
 
 from __future__ import annotations
 
+import reverie
 from reverie import _core
 
 ENGINES = ("auto", "mpi", "thallium")
@@ -16,6 +17,16 @@ HOW_TO_GET = {
     "thallium": "install mochi-thallium (e.g. with Spack), then reinstall Reverie with REVERIE_THALLIUM=ON "
     "(docs/hpc.md)",
 }
+
+
+def missing(engine: str) -> str:
+    """Why this build lacks ``engine`` and what to do about it, in one line."""
+    if engine == "mpi" and reverie.MPI_LOAD_ERROR is not None:
+        return (
+            f"this build's MPI engine needs an MPI library at run time ({reverie.MPI_LOAD_ERROR}); "
+            "pip install mpich mpi4py (no reinstall of Reverie needed), or load your site's MPI"
+        )
+    return f"this build of Reverie has no {engine} engine; {HOW_TO_GET[engine]}"
 
 
 def built_engines() -> list[str]:
@@ -37,11 +48,9 @@ def resolve_engine(engine: str, world_size: int) -> str:
     if engine == "auto":
         if not built:
             raise ValueError(
-                f"engine='auto': this build of Reverie has no transport engine; {HOW_TO_GET['mpi']}"
+                f"engine='auto' needs a transport engine on {world_size} ranks: {missing('mpi')}"
             )
         return built[0]
     if engine not in built:
-        raise ValueError(
-            f"engine={engine!r}: this build of Reverie has no {engine} engine; {HOW_TO_GET[engine]}"
-        )
+        raise ValueError(f"engine={engine!r}: {missing(engine)}")
     return engine

@@ -13,12 +13,13 @@
 #   spack develop --path <reverie-checkout> py-reverie@main
 #   spack concretize -f && spack install
 #
-# Minimum Spack: the first release whose builtin py-scikit-build-core has @0.10: (below).
-# Spack 0.22's stops at 0.6.1, and so did a 0.23.0.dev0 snapshot of June 2024; 0.10.0 came
-# out in August 2024 and was in spack/spack's develop before v0.11.1 was added there (April
-# 2025), so Spack >= 1.0 has it. Whether v0.23.x has it was not checked: with an older
-# Spack, add `version("0.10.7", ...)` to py-scikit-build-core in an overlay repository
-# (docs/hpc.md).
+# Minimum Spack: 0.23, the first release whose builtin py-scikit-build-core has @0.10:
+# (below). Spack 0.22's stops at 0.6.1, and so did a 0.23.0.dev0 snapshot of June 2024; the
+# builtin recipe carries 0.10.7 in a late-2024 snapshot (2013-2024 header, with the generated
+# c/cxx dependencies that arrived for 0.23) and in a 0.24.0.dev0 one of 2025. Spack 1.x
+# (spack/spack-packages) has it; 1.1.0 was run (docs/hpc.md), 0.23 was not (no Spack 0.23
+# here). With an older Spack, add `version("0.10.7", ...)` to py-scikit-build-core in an
+# overlay repository (docs/hpc.md).
 #
 # SPDX-License-Identifier: Apache-2.0
 #
