@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,14 @@ class Bootstrap:
             self.rank, self.size = dist.get_rank(self._group), dist.get_world_size(self._group)
         else:
             self.rank, self.size = 0, 1
+            launched = launched_ranks()
+            if launched is not None:
+                warnings.warn(
+                    f"comm=None: this process gets a buffer of its own, but it is one of {launched[1]} "
+                    f"ranks launched together ({launched[0]}); pass comm=MPI.COMM_WORLD (mpi4py) or "
+                    "comm=torch.distributed to share one buffer over the job",
+                    stacklevel=3,
+                )
 
     def allgather(self, value: Any, what: str = "allgather") -> list[Any]:
         """Every rank's JSON-serialisable ``value``, by rank; TimeoutError after ``timeout``."""
@@ -147,6 +157,20 @@ class Bootstrap:
             pause = min(pause * 2, 5e-3)
         if self.kind == "torch":
             request.wait()  # raises the backend's error, if any
+
+
+#: Variables a launcher sets to the number of ranks it started: MPICH/Intel MPI (Hydra),
+#: Open MPI, srun (its step, not the allocation), torchrun.
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "WORLD_SIZE")
+
+
+def launched_ranks() -> tuple[str, int] | None:
+    """(variable, ranks) when a launcher says it started more than one rank, else None."""
+    for name in LAUNCHER_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 1:
+            return f"{name}={value}", int(value)
+    return None
 
 
 def _kind_of(comm: Any) -> str:
