@@ -10,7 +10,7 @@ import torch
 from reverie import _core
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema, host_memory_bytes
-from reverie.staging import Stage, check_replay, check_stage_state, stage_seed
+from reverie.staging import Stage, check_draws, check_replay, check_stage_state, stage_seed
 from reverie.state import StateError, check_consistency, check_local_state, local_state, restore_local
 
 
@@ -33,7 +33,7 @@ _MAX_SLOTS = 2**32 - 1  # slot indices are uint32
 
 
 def make_core_buffer(
-    schema: Schema, capacity: int, num_classes: int | None, candidates: int, seed: int
+    schema: Schema, capacity: int, num_classes: int | None, candidates: int, seed: int, passes: bool = False
 ) -> _core.LocalBuffer:
     """The C++ buffer; ValueError/MemoryError naming ``capacity`` and the bytes asked for
     when they exceed this machine's memory or cannot be allocated."""
@@ -43,7 +43,7 @@ def make_core_buffer(
     if asked > limit:
         raise ValueError(f"capacity: {what}, more than this machine's {limit} bytes of memory")
     try:
-        return _core.LocalBuffer(schema.field_bytes, capacity, num_classes, candidates, seed)
+        return _core.LocalBuffer(schema.field_bytes, capacity, num_classes, candidates, seed, passes)
     except MemoryError:
         raise MemoryError(f"capacity: {what} could not be allocated") from None
 
@@ -68,6 +68,12 @@ class RehearsalBuffer:
             ``add`` stages them and :meth:`end_task` commits the stage, so draws return
             samples of finished tasks only (task boundaries known, as Avalanche's ``Replay``).
             The stage is a second allocation of ``capacity`` samples.
+        draws: ``"independent"`` (default): every ``sample`` is a uniform draw of its own.
+            ``"passes"``: successive draws walk one random order of the stored samples, so
+            each is drawn once per pass before any is drawn twice (an epoch over the memory,
+            as a replay data loader iterates it); each draw is still a uniform subset. A new
+            pass starts when the buffer's size changes, so this suits ``replay="past"``,
+            whose size changes only at ``end_task``.
 
     Thread-safe: ``add`` and ``sample`` may be called from several threads; copies run
     without the GIL.
@@ -81,21 +87,25 @@ class RehearsalBuffer:
         candidates: int | None = None,
         seed: int = 0,
         replay: str = "online",
+        draws: str = "independent",
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
         check_replay(replay)
+        check_draws(draws)
         self.schema = Schema(fields)
         self.num_classes = num_classes
         self.candidates = candidates
         self.seed = seed
         self.replay = replay
+        self.draws = draws
+        passes = draws == "passes"
         self._stage: Stage | None = None
         if replay == "past":  # candidates are chosen when staged; a commit offers every staged row
-            self._core = make_core_buffer(self.schema, capacity, num_classes, 0, seed)
+            self._core = make_core_buffer(self.schema, capacity, num_classes, 0, seed, passes)
             stage = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, stage_seed(seed))
             self._stage = Stage(self.schema, stage, num_classes)
         else:
-            self._core = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, seed)
+            self._core = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, seed, passes)
 
     @property
     def capacity(self) -> int:
@@ -195,6 +205,7 @@ class RehearsalBuffer:
             "candidates": self.candidates,
             "seed": self.seed,
             "replay": self.replay,
+            "draws": self.draws,
             **local_state(self.schema, self._core),
             **({} if self._stage is None else {"stage": self._stage.state()}),
         }
@@ -209,10 +220,11 @@ class RehearsalBuffer:
                 raise ValueError(
                     f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
                 )
-        if state.get("replay", "online") != self.replay:
-            raise ValueError(
-                f"state_dict: replay is {state.get('replay')!r}, this buffer has {self.replay!r}"
-            )
+        for key, default in (("replay", "online"), ("draws", "independent")):
+            if state.get(key, default) != getattr(self, key):
+                raise ValueError(
+                    f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
+                )
         if not isinstance(state.get("fields"), Mapping) or dict(state["fields"]) != self.fields:
             raise ValueError(
                 f"state_dict: fields are {state.get('fields')!r}, this buffer has {self.fields!r}"

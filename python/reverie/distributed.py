@@ -20,7 +20,7 @@ from reverie.buffer import check_buffer_args, make_core_buffer
 from reverie.engines import ENGINES, resolve_engine
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
-from reverie.staging import Stage, check_replay, stage_seed
+from reverie.staging import Stage, check_draws, check_replay, stage_seed
 from reverie.state import local_state, restore_local
 
 
@@ -67,6 +67,9 @@ class DistributedRehearsalBuffer:
         replay: ``"online"`` (default) or ``"past"``, as for :class:`reverie.RehearsalBuffer`:
             with ``"past"``, ``add`` stages this rank's candidates and :meth:`end_task`
             commits them, so every draw (on any rank) returns samples of finished tasks only.
+        draws: ``"independent"`` (default) or ``"passes"``, as for :class:`reverie.RehearsalBuffer`:
+            with ``"passes"`` this rank's successive draws walk one random order of the union
+            of all ranks' samples (a new pass whenever the global size it plans with changes).
 
     Planning uses the global sizes learnt from the previous draw's replies, so they are at
     most one draw stale; the first draw of a rank sees only its own buffer.
@@ -90,9 +93,11 @@ class DistributedRehearsalBuffer:
         timeout: float = 30.0,
         queue_depth: int = 8,
         replay: str = "online",
+        draws: str = "independent",
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
         check_replay(replay)
+        check_draws(draws)
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
         if not isinstance(max_representatives, int) or not 1 <= max_representatives <= 4096:
@@ -109,6 +114,7 @@ class DistributedRehearsalBuffer:
         self.rank, self.world_size = self.bootstrap.rank, self.bootstrap.size
         self.seed = seed
         self.replay = replay
+        self.draws = draws
         self.engine, token = self._agree_on_setup(engine)
         self._buffer = make_core_buffer(self.schema, capacity, num_classes, 0, seed + self.rank)
         self._stage: Stage | None = None
@@ -130,6 +136,7 @@ class DistributedRehearsalBuffer:
             candidates or 256,
             self.timeout,
             seed + self.rank,
+            draws == "passes",
         )
         self._blocks = [self._wrap_block(i) for i in range(2)]
         self._block_generations = [0, 0]
@@ -153,6 +160,7 @@ class DistributedRehearsalBuffer:
             ),
             "max_representatives": self.max_representatives,
             "replay": self.replay,
+            "draws": self.draws,
             "wire": _core.WIRE_VERSION,
         }
         token = secrets.randbits(63) if self.rank == 0 else None
@@ -370,6 +378,7 @@ class DistributedRehearsalBuffer:
             "seed": self.seed,
             "max_representatives": self.max_representatives,
             "replay": self.replay,
+            "draws": self.draws,
         }
 
     @classmethod
@@ -396,6 +405,7 @@ class DistributedRehearsalBuffer:
         checkpoint.check_overrides(overrides, states)
         config: dict[str, Any] = {key: manifest[key] for key in checkpoint.CONFIG_KEYS}
         config["replay"] = manifest.get("replay", "online")
+        config["draws"] = manifest.get("draws", "independent")
         config["fields"] = checkpoint.fields_from_manifest(manifest)
         config.update(overrides)
         dbuf = cls(**config, comm=comm, engine=engine, address=address, timeout=timeout)

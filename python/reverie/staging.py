@@ -23,6 +23,7 @@ from reverie.schema import Schema
 from reverie.state import StateError, check_consistency, check_local_state, local_state, restore_local
 
 REPLAY_MODES = ("online", "past")
+DRAW_MODES = ("independent", "passes")
 #: Mixed into the stage's seed so that its generators never replay the buffer's sequence.
 _STAGE_SEED_SALT = 0x9E3779B97F4A7C15
 
@@ -31,6 +32,12 @@ def check_replay(replay: object) -> None:
     """ValueError naming ``replay`` unless it is one of :data:`REPLAY_MODES`."""
     if not isinstance(replay, str) or replay not in REPLAY_MODES:
         raise ValueError(f"replay: expected one of {REPLAY_MODES}, got {replay!r}")
+
+
+def check_draws(draws: object) -> None:
+    """ValueError naming ``draws`` unless it is one of :data:`DRAW_MODES`."""
+    if not isinstance(draws, str) or draws not in DRAW_MODES:
+        raise ValueError(f"draws: expected one of {DRAW_MODES}, got {draws!r}")
 
 
 def stage_seed(seed: int) -> int:

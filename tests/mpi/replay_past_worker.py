@@ -1,7 +1,7 @@
 """Runs under mpiexec: a ``replay="past"`` buffer over two tasks, with draws interleaved
 with adds as in training.
 
-    mpiexec -n 2 python tests/mpi/replay_past_worker.py --engine mpi
+    mpiexec -n 2 python tests/mpi/replay_past_worker.py --engine mpi [--draws passes]
     mpiexec -n 2 python tests/mpi/replay_past_worker.py --save PATH    (then --reload PATH, any -n)
 
 Each rank prints one JSON line ``{"rank": r, ...}`` with what its draws returned: rows drawn
@@ -65,6 +65,7 @@ def main() -> int:
     p.add_argument("--engine", default="mpi")
     p.add_argument("--save")
     p.add_argument("--reload")
+    p.add_argument("--draws", default="independent")
     args = p.parse_args()
     if args.save or args.reload:
         result = save(args.save, args.engine) if args.save else reload(args.reload, args.engine)
@@ -74,7 +75,7 @@ def main() -> int:
     out: dict = {"rank": RANK}
     with DistributedRehearsalBuffer(
         CAPACITY, {"id": ((2,), torch.int64)}, seed=7, comm=COMM, engine=args.engine,
-        max_representatives=R, timeout=20.0, replay="past",
+        max_representatives=R, timeout=20.0, replay="past", draws=args.draws,
     ) as dbuf:  # fmt: skip
         before = 0
         for i in range(0, fill, 4):  # task 0: staged, never drawn
@@ -89,16 +90,19 @@ def main() -> int:
         COMM.Barrier()
         sizes = COMM.allgather(len(dbuf))
         per_slot = [[0] * s for s in sizes]
-        current, short = 0, 0
+        current, short, first_draws = 0, 0, []
         for step in range(STEPS):  # task 1: each step adds a current-task row, then draws
             dbuf.add(*rows(1000 + step, 1, 1))
             batch = dbuf.get_remote_samples(R).wait()
             short += int(len(batch) != R)
             current += int((batch.labels >= 2).sum())
+            if step < 40:
+                first_draws.append([owner * 1000 + idx for owner, idx in batch["id"].tolist()])
             for owner, idx in batch["id"].tolist():
                 if idx < 1000:
                     per_slot[owner][idx] += 1
         out.update(sizes=sizes, per_slot=per_slot, current_task_drawn=current, short=short)
+        out["first_draws"] = first_draws
         out["known_global"] = dbuf.global_size()
         COMM.Barrier()
         dbuf.end_task()

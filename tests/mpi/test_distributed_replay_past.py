@@ -14,10 +14,11 @@ WORKER = Path(__file__).with_name("replay_past_worker.py")
 P_MIN = 1e-3
 
 
+@pytest.mark.parametrize("draws", ["independent", "passes"])
 @pytest.mark.parametrize("engine", ["mpi", "thallium"])
-def test_past_replays_committed_samples_only_and_uniformly(engine: str) -> None:
+def test_past_replays_committed_samples_only_and_uniformly(engine: str, draws: str) -> None:
     mpi_launch.require_engine(engine)
-    results = mpi_launch.run_ranks(WORKER, 2, "--engine", engine, timeout=120)
+    results = mpi_launch.run_ranks(WORKER, 2, "--engine", engine, "--draws", draws, timeout=120)
     sizes = results[0]["sizes"]
     assert sizes == [60, 12], sizes  # every task-0 row fits: rank 0 holds 5x rank 1
     total = sum(sizes)
@@ -36,6 +37,12 @@ def test_past_replays_committed_samples_only_and_uniformly(engine: str) -> None:
             for i, c in enumerate(slots):
                 pooled[owner][i] += c
         assert res["current_task_drawn_after_boundary"] > 0, "after end_task the task is replayed"
+        if draws == "passes":  # 72 committed rows, r = 16: a pass is 4 draws (64 distinct rows)
+            for first in range(0, 40, 4):
+                ids = [i for draw in res["first_draws"][first : first + 4] for i in draw]
+                assert len(set(ids)) == 64, (
+                    f"rank {rank}: a row twice in the pass of draws {first}-{first + 3}"
+                )
     flat = [c for slots in pooled for c in slots]
     assert min(flat) > 0
     p = chisquare(flat).pvalue

@@ -166,3 +166,41 @@ def test_hostile_past_checkpoints_are_refused(tmp_path) -> None:
     torch.save(state, rank_file)
     with pytest.raises(TypeError, match="replay"):  # not overridable: staged rows would be lost
         DistributedRehearsalBuffer.load(tmp_path / "ckpt", replay="online")
+
+
+def test_passes_draw_every_sample_once_per_pass_and_stay_uniform() -> None:
+    buf = RehearsalBuffer(40, FIELDS, replay="past", draws="passes", seed=4)
+    buf.add(*task_rows(0, 40))
+    buf.end_task()
+    counts = np.zeros(40)
+    for _ in range(300):  # passes of 4 draws of 10: each a permutation of the 40 samples
+        ids = torch.cat([buf.sample(10)["id"] for _ in range(4)])
+        assert sorted(ids.tolist()) == list(range(40)), "a sample drawn twice in one pass"
+        np.add.at(counts, ids.numpy(), 1)
+    assert set(counts) == {300}
+    within = np.zeros(40)  # the first draw of every pass: uniform on its own
+    for _ in range(2000):
+        np.add.at(within, buf.sample(10)["id"].numpy(), 1)
+        for _ in range(3):
+            buf.sample(10)
+    p = chisquare(within).pvalue
+    assert p > ALPHA, f"first draws of the passes not uniform (p={p:.2e})"
+
+
+def test_passes_state_round_trip_and_bad_draws() -> None:
+    buf = RehearsalBuffer(30, FIELDS, draws="passes", seed=6)
+    buf.add(*task_rows(0, 30))
+    buf.sample(7)
+    twin = RehearsalBuffer(30, FIELDS, draws="passes", seed=0)
+    twin.load_state_dict(buf.state_dict())
+    for _ in range(10):
+        assert torch.equal(twin.sample(7)["id"], buf.sample(7)["id"])
+    with pytest.raises(ValueError, match="draws"):
+        RehearsalBuffer(30, FIELDS).load_state_dict(buf.state_dict())
+    bad = buf.state_dict()
+    bad["policy"] = dict(bad["policy"], **{"pass": (1, 31, 30)})
+    with pytest.raises(StateError, match="pass"):
+        buf.load_state_dict(bad)
+    for draws in ("pass", None, True):
+        with pytest.raises(ValueError, match="draws"):
+            RehearsalBuffer(30, FIELDS, draws=draws)  # type: ignore[arg-type]

@@ -43,7 +43,8 @@ class Rehearsal(Strategy):
 
     def __init__(self, ctx: TrainingContext) -> None:
         super().__init__(ctx)
-        self.buffer = make_buffer(ctx, {"x": (ctx.data.input_shape, torch.float32)}, ctx.config.replay)
+        fields = {"x": (ctx.data.input_shape, torch.float32)}
+        self.buffer = make_buffer(ctx, fields, ctx.config.replay, ctx.config.replay_draws)
         self.loader_stats: list[dict[str, Any]] = []
 
     def train_task(self, task: int) -> None:
@@ -54,14 +55,19 @@ class Rehearsal(Strategy):
         batches = self.batches(self.ctx.train_indices[task], salt=task)
         r = self.ctx.per_rank(self.cfg.representatives)
         loader: Any
+
+        # One pass of the loader over every epoch of the task: only the task's first step
+        # goes without replayed rows (a loader's first step has no draw in flight).
+        def on_epoch(epoch: int) -> None:
+            loader.offer = not past or epoch == 0  # past: each sample is staged once
+
+        passes = _Epochs(batches, self.epochs(task), self.cfg.epochs, on_epoch)
         if self.cfg.deterministic:
-            loader = _LockstepLoader(batches, self.buffer, r, self)
+            loader = _LockstepLoader(passes, self.buffer, r, self)
         else:
-            loader = RehearsalLoader(batches, self.buffer, representatives=r, device=str(self.device))
-        for epoch in self.epochs(task):
-            loader.offer = not past or epoch == 0
-            for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
-                self.step(x, y, self.replay_weights(w, loader.drawn))
+            loader = RehearsalLoader(passes, self.buffer, representatives=r, device=str(self.device))
+        for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
+            self.step(x, y, self.replay_weights(w, loader.drawn))
         self.buffer.end_task()  # past: this task's candidates become drawable; online: a flush
         if self.cfg.deterministic:
             loader.barrier()  # every rank's commit is applied before any rank draws
@@ -86,6 +92,22 @@ class Rehearsal(Strategy):
 
     def close(self) -> None:
         self.buffer.close()
+
+
+class _Epochs:
+    """The batches of every epoch of a task, one after the other; ``on_epoch(e)`` runs
+    before epoch e's first batch (``len``: all of them)."""
+
+    def __init__(self, batches: Any, epochs: Any, count: int, on_epoch: Any) -> None:
+        self.batches, self.epochs, self.count, self.on_epoch = batches, epochs, count, on_epoch
+
+    def __len__(self) -> int:
+        return len(self.batches) * self.count
+
+    def __iter__(self) -> Any:
+        for epoch in self.epochs:
+            self.on_epoch(epoch)
+            yield from self.batches
 
 
 class _LockstepLoader:
