@@ -49,7 +49,9 @@ TEST(PassOrderTest, EveryIndexOncePerPassThenANewOrder) {
         first_pass.push_back(v);
       }
     }
-    if (n % k == 0) EXPECT_EQ(seen.size(), n);
+    if (n % k == 0) {
+      EXPECT_EQ(seen.size(), n);
+    }
     ASSERT_EQ(pass.next(n, k, rng, out.data()), k);  // fewer than k left (or none): a new pass
     EXPECT_EQ(pass.state().position, k);
   }
@@ -73,7 +75,7 @@ TEST(PassOrderTest, NewPassWhenTheDomainChangesAndStateRoundTrips) {
     twin.next(101, 8, rng_twin, b);
     ASSERT_TRUE(std::equal(a, a + 8, b));
   }
-  EXPECT_EQ(PassOrder::check({1, 5, 4}) != nullptr, true);
+  EXPECT_NE(PassOrder::check({1, 5, 4}), nullptr);
   EXPECT_EQ(PassOrder::check({1, 4, 4}), nullptr);
 }
 
