@@ -13,9 +13,10 @@ namespace {
 using Ptrs = std::vector<uintptr_t>;
 
 std::shared_ptr<LocalBuffer> make_buffer(std::vector<size_t> field_bytes, size_t capacity,
-                                         std::optional<uint32_t> num_classes, uint32_t candidates, uint64_t seed) {
+                                         std::optional<uint32_t> num_classes, uint32_t candidates, uint64_t seed,
+                                         bool passes) {
   return std::make_shared<LocalBuffer>(SampleLayout(std::move(field_bytes)),
-                                       BufferOptions{capacity, num_classes, candidates, seed});
+                                       BufferOptions{capacity, num_classes, candidates, seed, passes});
 }
 
 py::object state_of(const LocalBuffer& buf, const std::optional<Ptrs>& rows, size_t n) {
@@ -36,6 +37,7 @@ py::object state_of(const LocalBuffer& buf, const std::optional<Ptrs>& rows, siz
   out["insert_rng"] = state.insert_rng;
   out["sample_rng"] = state.sample_rng;
   out["saturated"] = state.saturated;
+  out["pass"] = py::make_tuple(state.pass.key, state.pass.position, state.pass.n);
   return out;
 }
 
@@ -48,6 +50,10 @@ LocalBuffer::State state_from(const py::dict& d) {
   state.insert_rng = d["insert_rng"].cast<Rng::State>();
   state.sample_rng = d["sample_rng"].cast<Rng::State>();
   state.saturated = d.contains("saturated") && d["saturated"].cast<bool>();
+  if (d.contains("pass")) {  // absent in states saved before passes existed: no pass yet
+    auto pass = d["pass"].cast<py::tuple>();
+    state.pass = {pass[0].cast<uint64_t>(), pass[1].cast<uint64_t>(), pass[2].cast<uint64_t>()};
+  }
   return state;
 }
 
@@ -71,7 +77,7 @@ void bind_buffer(py::module_& m) {
       "Empty when a policy state with these row labels could be restored, else what is wrong.");
   py::class_<LocalBuffer, std::shared_ptr<LocalBuffer>>(m, "LocalBuffer")
       .def(py::init(&make_buffer), py::arg("field_bytes"), py::arg("capacity"), py::arg("num_classes"),
-           py::arg("candidates"), py::arg("seed"))
+           py::arg("candidates"), py::arg("seed"), py::arg("passes") = false)
       .def(
           "add",
           [](LocalBuffer& b, const Ptrs& ptrs, size_t n) {

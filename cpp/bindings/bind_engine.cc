@@ -174,12 +174,13 @@ void bind_engine(py::module_& m) {
   py::class_<RehearsalEngine>(m, "Engine")
       .def(py::init([](std::shared_ptr<LocalBuffer> buffer, std::shared_ptr<Transport> transport,
                        uint32_t max_representatives, uint32_t candidates, size_t queue_blocks, size_t queue_rows,
-                       double timeout, uint64_t seed) {
-             EngineOptions o{max_representatives, candidates, queue_blocks, queue_rows, ms(timeout), seed};
+                       double timeout, uint64_t seed, bool passes) {
+             EngineOptions o{max_representatives, candidates, queue_blocks, queue_rows, ms(timeout), seed, passes};
              return std::make_unique<RehearsalEngine>(std::move(buffer), std::move(transport), o);
            }),
            py::arg("buffer"), py::arg("transport"), py::arg("max_representatives"), py::arg("candidates"),
-           py::arg("queue_blocks"), py::arg("queue_rows"), py::arg("timeout"), py::arg("seed"))
+           py::arg("queue_blocks"), py::arg("queue_rows"), py::arg("timeout"), py::arg("seed"),
+           py::arg("passes") = false)
       .def_property_readonly("rank", &RehearsalEngine::rank)
       .def_property_readonly("world_size", &RehearsalEngine::world_size)
       .def(
@@ -223,13 +224,19 @@ void bind_engine(py::module_& m) {
             d["select_rng"] = st.select_rng;
             d["draw_rng"] = st.draw_rng;
             d["sizes"] = st.sizes;
+            d["pass"] = py::make_tuple(st.pass.key, st.pass.position, st.pass.n);
             return d;
           })
       .def(
           "restore",
           [](RehearsalEngine& e, const py::dict& d) {
+            PassOrder::State pass{};
+            if (d.contains("pass")) {  // absent in checkpoints written before passes existed
+              auto t = d["pass"].cast<py::tuple>();
+              pass = {t[0].cast<uint64_t>(), t[1].cast<uint64_t>(), t[2].cast<uint64_t>()};
+            }
             e.restore(EngineState{d["select_rng"].cast<Rng::State>(), d["draw_rng"].cast<Rng::State>(),
-                                  d["sizes"].cast<std::vector<uint64_t>>()});
+                                  d["sizes"].cast<std::vector<uint64_t>>(), pass});
           },
           py::arg("state"))
       .def("stats", &stats_of)

@@ -21,6 +21,7 @@ LocalBuffer::LocalBuffer(SampleLayout layout, BufferOptions options)
     : arena_(std::move(layout), validated(options).capacity),
       policy_(options.capacity, options.num_classes),
       candidates_(options.candidates),
+      passes_(options.passes),
       insert_rng_(options.seed),
       sample_rng_(options.seed ^ 0x5deece66dULL),
       sample_scratch_(options.capacity),
@@ -79,7 +80,8 @@ size_t LocalBuffer::insert_locked(const ConstColumns& rows) {
 size_t LocalBuffer::sample(uint32_t r, const Columns& out) {
   std::shared_lock lock(mu_);
   std::lock_guard sample_lock(sample_mu_);
-  const size_t k = uniform_subset(policy_.size(), r, sample_rng_, sample_scratch_.data(), sample_marks_.data());
+  const size_t k = passes_ ? pass_.next(policy_.size(), r, sample_rng_, sample_scratch_.data())
+                           : uniform_subset(policy_.size(), r, sample_rng_, sample_scratch_.data(), sample_marks_.data());
   arena_.copy_out_rows(sample_scratch_.data(), k, out, 0);
   return k;
 }
@@ -118,13 +120,14 @@ std::optional<LocalBuffer::State> LocalBuffer::snapshot(const Columns* rows) con
     if (rows->rows != policy_.size()) return std::nullopt;
     for (size_t slot = 0; slot < rows->rows; ++slot) arena_.copy_out(slot, *rows, slot);
   }
-  return State{policy_.classes(), insert_rng_.state(), sample_rng_.state(), policy_.saturated()};
+  return State{policy_.classes(), insert_rng_.state(), sample_rng_.state(), policy_.saturated(), pass_.state()};
 }
 
 ReservoirPolicy LocalBuffer::checked_policy(const State& state, const int64_t* labels, size_t n, size_t capacity,
                                             std::optional<uint32_t> num_classes) {
   if (!Rng::usable(state.insert_rng)) throw std::invalid_argument("state: insert_rng is all zero");
   if (!Rng::usable(state.sample_rng)) throw std::invalid_argument("state: sample_rng is all zero");
+  if (const char* error = PassOrder::check(state.pass)) throw std::invalid_argument(std::string("state: ") + error);
   ReservoirPolicy policy(capacity, num_classes);
   policy.restore(state.classes, state.saturated);
   if (n != policy.size()) throw std::invalid_argument("state: row count does not match the class members");
@@ -154,6 +157,7 @@ void LocalBuffer::restore(const State& state, const ConstColumns& rows) {
   for (size_t i = 0; i < rows.rows; ++i) arena_.copy_in(i, rows, i);
   insert_rng_.set_state(state.insert_rng);
   sample_rng_.set_state(state.sample_rng);
+  pass_.set_state(state.pass);
 }
 
 }  // namespace reverie

@@ -12,6 +12,7 @@
 #include "common/columns.h"
 #include "common/rng.h"
 #include "policy/reservoir_policy.h"
+#include "sampling/pass_order.h"
 #include "store/slot_arena.h"
 
 namespace reverie {
@@ -21,6 +22,7 @@ struct BufferOptions {
   std::optional<uint32_t> num_classes;  // nullopt: adaptive quotas
   uint32_t candidates = 0;              // per add() call; 0: offer every row
   uint64_t seed = 0;
+  bool passes = false;  // sample() walks passes over the slots (PassOrder), not independent draws
 };
 
 class LocalBuffer {
@@ -43,7 +45,7 @@ class LocalBuffer {
   std::optional<size_t> try_add(const ConstColumns& rows);
 
   // Copies min(r, size()) distinct slots, uniform without replacement, to rows [0, k) of
-  // `out`. Returns k.
+  // `out` (with BufferOptions::passes, the next run of the current pass). Returns k.
   size_t sample(uint32_t r, const Columns& out);
 
   // Copies slots[0, k) to rows [first_row, first_row + k) of `out`. Returns false,
@@ -68,6 +70,7 @@ class LocalBuffer {
     Rng::State insert_rng{};
     Rng::State sample_rng{};
     bool saturated = false;  // adaptive: more labels seen than slots (ReservoirPolicy::saturated)
+    PassOrder::State pass{};  // BufferOptions::passes: where sample() is in its pass
   };
   // Policy and RNG state, and (when `rows` is given) a copy of slots [0, size) into it,
   // taken under one lock so contents and counters agree. nullopt when size() != rows->rows.
@@ -92,6 +95,8 @@ class LocalBuffer {
   SlotArena arena_;
   ReservoirPolicy policy_;
   uint32_t candidates_;
+  bool passes_;
+  PassOrder pass_;
   Rng insert_rng_;
   Rng sample_rng_;
   std::vector<uint64_t> sample_scratch_;

@@ -148,7 +148,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
       if (excluded_[p]) plan_counts_[p] = 0;
   }
   plan_counts_[self_] = buffer_->size();
-  plan_.plan(plan_counts_, draw.r, draw_rng_);
+  plan_.plan(plan_counts_, draw.r, draw_rng_, options_.passes ? &pass_ : nullptr);
 
   const Columns& dest = blocks_[slot].columns();
   keep_.assign(world, true);

@@ -23,12 +23,13 @@ EngineState RehearsalEngine::quiesce_and_snapshot() {
     return queue_count_ == 0 && !applying_ && !busy(draws_[0]) && !busy(draws_[1]);
   });
   if (!quiet) throw TimeoutError("save: pending adds and draws did not finish within the timeout");
-  return EngineState{select_rng_.state(), draw_rng_.state(), sizes_};
+  return EngineState{select_rng_.state(), draw_rng_.state(), sizes_, pass_.state()};
 }
 
 void RehearsalEngine::restore(const EngineState& state) {
   if (!Rng::usable(state.select_rng)) throw std::invalid_argument("state: select_rng is all zero");
   if (!Rng::usable(state.draw_rng)) throw std::invalid_argument("state: draw_rng is all zero");
+  if (const char* error = PassOrder::check(state.pass)) throw std::invalid_argument(std::string("state: ") + error);
   std::lock_guard lock(mu_);
   if (state.sizes.size() != sizes_.size())
     throw std::invalid_argument("state: sizes are for " + std::to_string(state.sizes.size()) + " ranks, not " +
@@ -36,6 +37,7 @@ void RehearsalEngine::restore(const EngineState& state) {
   select_rng_.set_state(state.select_rng);
   draw_rng_.set_state(state.draw_rng);
   sizes_ = state.sizes;
+  pass_.set_state(state.pass);
 }
 
 }  // namespace reverie

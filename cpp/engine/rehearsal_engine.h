@@ -43,6 +43,7 @@ struct EngineOptions {
   size_t queue_rows = 256;   // rows per queued block; larger adds use several blocks
   std::chrono::milliseconds timeout{30000};
   uint64_t seed = 0;
+  bool passes = false;  // draws walk passes over the global buffer (PassOrder), not independent
 };
 
 // What a checkpoint needs besides the buffer to replay the same draws after a restore.
@@ -50,6 +51,7 @@ struct EngineState {
   Rng::State select_rng{};
   Rng::State draw_rng{};
   std::vector<uint64_t> sizes;  // peers' sizes as last learnt
+  PassOrder::State pass{};      // with EngineOptions::passes: where the draws are in their pass
 };
 
 struct EngineStats {
@@ -231,6 +233,7 @@ class RehearsalEngine {
   // Planning state of the one running draw (sizes_ and excluded_ are read under mu_).
   Rng draw_rng_;
   DrawPlan plan_;
+  PassOrder pass_;
   std::vector<uint64_t> sizes_;
   std::vector<bool> excluded_;
   std::vector<PeerRequest> requests_;

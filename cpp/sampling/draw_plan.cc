@@ -11,11 +11,14 @@ void DrawPlan::reserve(size_t max_draws) {
   slots_.reserve(max_draws);
 }
 
-void DrawPlan::plan(const std::vector<uint64_t>& counts, uint32_t r, Rng& rng) {
+void DrawPlan::plan(const std::vector<uint64_t>& counts, uint32_t r, Rng& rng, PassOrder* pass) {
   uint64_t total = 0;
   for (uint64_t c : counts) total += c;
   global_.resize(std::min<uint64_t>(r, total));
-  uniform_subset(total, global_.size(), rng, global_.data(), nullptr);
+  if (pass != nullptr)
+    pass->next(total, global_.size(), rng, global_.data());
+  else
+    uniform_subset(total, global_.size(), rng, global_.data(), nullptr);
   std::sort(global_.begin(), global_.end());
 
   offset_.assign(counts.size() + 1, 0);

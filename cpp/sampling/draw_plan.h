@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "sampling/pass_order.h"
 
 namespace reverie {
 
@@ -17,7 +18,8 @@ class DrawPlan {
   void reserve(size_t max_draws);
 
   // Plans min(r, sum(counts)) draws. Allocation-free once reserved for r and counts.size().
-  void plan(const std::vector<uint64_t>& counts, uint32_t r, Rng& rng);
+  // With `pass`, the draw is the next run of its pass over the union (see PassOrder).
+  void plan(const std::vector<uint64_t>& counts, uint32_t r, Rng& rng, PassOrder* pass = nullptr);
 
   size_t total() const { return slots_.size(); }
   size_t num_ranks() const { return offset_.empty() ? 0 : offset_.size() - 1; }

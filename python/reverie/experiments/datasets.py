@@ -221,6 +221,22 @@ def load_mnist(train_per_class: int = 400, use_cache: bool = True) -> DatasetSpl
     return _tensor_splits("mnist", x[tr], y[tr], x[te], y[te], 10)
 
 
+def repeat_channels(data: DatasetSplits, channels: int) -> DatasetSplits:
+    """``data`` (in-memory, ``[1, H, W]`` images) with the gray channel repeated ``channels``
+    times: ``[channels, H, W]``; ``data`` itself when ``channels`` is 1."""
+    if channels == 1:
+        return data
+    if channels < 1 or data.input_shape[0] != 1:
+        raise ValueError(f"mnist_channels: cannot make {channels} channels of inputs {data.input_shape}")
+    splits = []
+    for split in ("train", "test"):
+        tensors = data.tensors(split)
+        assert tensors is not None, "repeat_channels needs in-memory data"
+        x, y = tensors
+        splits += [x.repeat(1, channels, 1, 1).numpy(), y.numpy()]
+    return _tensor_splits(data.name, *splits, data.num_classes)
+
+
 def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Sorted class subfolders of ``folder`` and every image file in them with its class."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -340,6 +356,7 @@ def load_dataset(
     *,
     data_root: str | None = None,
     mnist1d_samples: int = 40000,
+    mnist_channels: int = 1,
     synthetic_samples: int = 8192,
     image_size: int = 32,
     use_cache: bool = True,
@@ -350,7 +367,7 @@ def load_dataset(
     if name == "mnist1d":
         return load_mnist1d(mnist1d_samples, use_cache=use_cache)
     if name == "mnist":
-        return load_mnist(use_cache=use_cache)
+        return repeat_channels(load_mnist(use_cache=use_cache), mnist_channels)
     if name == "synthetic":
         return load_synthetic(synthetic_samples)
     if name == "imagefolder":

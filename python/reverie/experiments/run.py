@@ -66,6 +66,7 @@ def _load_data(cfg: ExperimentConfig, group: ProcessGroup) -> DatasetSplits:
     kwargs = {
         "data_root": cfg.data_root,
         "mnist1d_samples": cfg.mnist1d_samples,
+        "mnist_channels": cfg.mnist_channels,
         "synthetic_samples": cfg.synthetic_samples,
         "image_size": cfg.image_size,
     }

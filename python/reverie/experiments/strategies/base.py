@@ -75,6 +75,13 @@ class Strategy(ABC):
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
+    def task_optimizer(self, task: int) -> torch.optim.Optimizer:
+        """The optimizer for task ``task``: a new one (fresh momentum) at every task, or, with
+        ``reset_optimizer`` off, the one of the previous task with its state (Avalanche >= 0.5)."""
+        if self.cfg.reset_optimizer or task == 0:
+            return self.make_optimizer()
+        return self.optimizer
+
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam or SGD over the model's parameters, with ``lr`` and ``weight_decay``."""
         params = self.model.parameters()

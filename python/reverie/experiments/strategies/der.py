@@ -69,7 +69,7 @@ class DarkExperienceReplay(Strategy):
         return out[:b].detach().float().cpu().contiguous()
 
     def train_task(self, task: int) -> None:
-        self.optimizer = self.make_optimizer()
+        self.optimizer = self.task_optimizer(task)
         r = self.ctx.per_rank(self.cfg.representatives)
         timeout = self.cfg.buffer_timeout
         loader = self.batches(self.ctx.train_indices[task], salt=task)

@@ -11,5 +11,5 @@ class Incremental(Strategy):
     name = "incremental"
 
     def train_task(self, task: int) -> None:
-        self.optimizer = self.make_optimizer()
+        self.optimizer = self.task_optimizer(task)
         self.fit(task, self.batches(self.ctx.train_indices[task], salt=task))

@@ -11,11 +11,13 @@ DER++ adds its terms. Fewer representatives then keep most of the accuracy at a 
 of the extra compute (on MNIST-1D with b = 32: r = 16 balanced reached 90-92% where plain
 r = 16 reached 87-89% and plain r = 32 91-95%).
 
-``replay``: ``online`` (the default) offers each minibatch's candidates to the buffer at
-once, so a task's draws also replay the task itself; ``past`` commits a task's samples at
-the task boundary (each rank offers its rows of the task, one pass, after training on it),
-so every draw replays earlier tasks only, as Avalanche's ``Replay`` does when task
-boundaries are known.
+``replay``: the buffer's mode (``DistributedRehearsalBuffer(replay=...)``). ``online``
+offers each minibatch's candidates to the buffer at once, so a task's draws also replay
+the task itself; ``past`` stages them and commits them at the task boundary
+(``RehearsalLoader.end_task``), so every draw replays earlier tasks only, as Avalanche's
+``Replay`` does when task boundaries are known. In ``past`` mode candidates are offered in
+a task's first epoch only: later epochs pass over the same samples, and offering them again
+would let the stage keep one sample twice.
 
 ``deterministic``: inserts and draws happen at defined points, so two runs with the same
 seed, rank count and engine give the same accuracy matrices: every rank applies its
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from .base import Strategy, TrainingContext
@@ -42,36 +43,37 @@ class Rehearsal(Strategy):
 
     def __init__(self, ctx: TrainingContext) -> None:
         super().__init__(ctx)
-        self.buffer = make_buffer(ctx, {"x": (ctx.data.input_shape, torch.float32)})
+        fields = {"x": (ctx.data.input_shape, torch.float32)}
+        self.buffer = make_buffer(ctx, fields, ctx.config.replay, ctx.config.replay_draws)
         self.loader_stats: list[dict[str, Any]] = []
 
     def train_task(self, task: int) -> None:
         from reverie import RehearsalLoader
 
-        self.optimizer = self.make_optimizer()
+        self.optimizer = self.task_optimizer(task)
         past = self.cfg.replay == "past"
         batches = self.batches(self.ctx.train_indices[task], salt=task)
-        inserter = _DrawOnly(self.buffer) if past else self.buffer
         r = self.ctx.per_rank(self.cfg.representatives)
         loader: Any
+
+        # One pass of the loader over every epoch of the task: only the task's first step
+        # goes without replayed rows (a loader's first step has no draw in flight).
+        def on_epoch(epoch: int) -> None:
+            loader.offer = not past or epoch == 0  # past: each sample is staged once
+
+        passes = _Epochs(batches, self.epochs(task), self.cfg.epochs, on_epoch)
         if self.cfg.deterministic:
-            loader = _LockstepLoader(batches, self.buffer, inserter, r, self)
+            loader = _LockstepLoader(passes, self.buffer, r, self)
         else:
-            loader = RehearsalLoader(batches, inserter, representatives=r, device=str(self.device))
-        for _ in self.epochs(task):
-            for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
-                self.step(x, y, self.replay_weights(w, loader.drawn))
-        if past:
-            self.commit(self.ctx.train_indices[task], task)
-        self.buffer.flush()
+            loader = RehearsalLoader(passes, self.buffer, representatives=r, device=str(self.device))
+        for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
+            self.step(x, y, self.replay_weights(w, loader.drawn))
+        self.buffer.end_task()  # past: this task's candidates become drawable; online: a flush
+        if self.cfg.deterministic:
+            loader.barrier()  # every rank's commit is applied before any rank draws
         stats = getattr(loader, "stats", None)
         if callable(stats):
             self.loader_stats.append(stats())
-
-    def commit(self, indices: np.ndarray, task: int) -> None:
-        """Offer this rank's rows of a finished task to the buffer (``replay`` = past)."""
-        for x, y in self.batches(indices, salt=task):
-            self.buffer.add({"x": x.contiguous()}, y.contiguous())
 
     def replay_weights(self, w: torch.Tensor, replayed: int) -> torch.Tensor:
         """Sample weights ``[b + r']`` for the loss: the stored ones, with the last ``r'``
@@ -92,18 +94,20 @@ class Rehearsal(Strategy):
         self.buffer.close()
 
 
-class _DrawOnly:
-    """The buffer for a ``RehearsalLoader`` that draws but does not insert: ``add`` does
-    nothing (``replay`` = past commits at the task boundary instead); the rest is the buffer's."""
+class _Epochs:
+    """The batches of every epoch of a task, one after the other; ``on_epoch(e)`` runs
+    before epoch e's first batch (``len``: all of them)."""
 
-    def __init__(self, buffer: Any) -> None:
-        self._buffer = buffer
+    def __init__(self, batches: Any, epochs: Any, count: int, on_epoch: Any) -> None:
+        self.batches, self.epochs, self.count, self.on_epoch = batches, epochs, count, on_epoch
 
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def __len__(self) -> int:
+        return len(self.batches) * self.count
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._buffer, name)
+    def __iter__(self) -> Any:
+        for epoch in self.epochs:
+            self.on_epoch(epoch)
+            yield from self.batches
 
 
 class _LockstepLoader:
@@ -111,10 +115,9 @@ class _LockstepLoader:
     defined points (``deterministic``): insert and flush, barrier; draw in rank order, one
     rank at a time, each waiting for its rows; barrier; train."""
 
-    def __init__(
-        self, batches: Any, buffer: Any, inserter: Any, representatives: int, owner: Rehearsal
-    ) -> None:
-        self.batches, self.buffer, self.inserter = batches, buffer, inserter
+    def __init__(self, batches: Any, buffer: Any, representatives: int, owner: Rehearsal) -> None:
+        self.batches, self.buffer = batches, buffer
+        self.offer = True  # as RehearsalLoader.offer
         self.representatives, self.group = representatives, owner.ctx.group
         # MPI's barrier, not gloo's (TCP): digits, 2 tasks, 4 epochs, 2 ranks trained in
         # 4.6 s against 16.8 s with gloo's (1.5 s without --deterministic).
@@ -138,7 +141,8 @@ class _LockstepLoader:
 
     def __iter__(self) -> Any:
         for x, y in self.batches:
-            self.inserter.add({"x": x.contiguous()}, y.contiguous())
+            if self.offer:
+                self.buffer.add({"x": x.contiguous()}, y.contiguous())
             self.buffer.flush()
             self.barrier()  # every rank's insert is applied before any rank draws
             draw = self._draw()

@@ -9,13 +9,20 @@ import torch
 from .base import TrainingContext
 
 
-def make_buffer(ctx: TrainingContext, fields: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> Any:
+def make_buffer(
+    ctx: TrainingContext,
+    fields: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    replay: str = "online",
+    draws: str = "independent",
+) -> Any:
     """A ``reverie.DistributedRehearsalBuffer`` over the job's MPI communicator.
 
     Args:
         ctx: run context (buffer size, candidates, representatives, seed, engine, timeout);
             the job-wide buffer size and candidates are split evenly over the ranks.
         fields: field name -> (shape of one sample, dtype), e.g. ``{"x": ((1, 40), torch.float32)}``.
+        replay: the buffer's ``replay`` mode (``"past"``: draws see finished tasks only).
+        draws: the buffer's ``draws`` mode (``"passes"``: each sample once per pass).
     Returns:
         the buffer (adaptive class quotas: ``num_classes=None``); close it when done.
     """
@@ -39,6 +46,8 @@ def make_buffer(ctx: TrainingContext, fields: dict[str, tuple[tuple[int, ...], t
         engine=cfg.engine,
         max_representatives=max(64, cfg.representatives),
         timeout=cfg.buffer_timeout,
+        replay=replay,
+        draws=draws,
     )
 
 
