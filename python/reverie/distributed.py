@@ -20,6 +20,7 @@ from reverie.buffer import check_buffer_args, make_core_buffer
 from reverie.engines import ENGINES, resolve_engine
 from reverie.samples import Samples
 from reverie.schema import FieldsArg, Schema
+from reverie.shm_cleanup import unlink_own_segments
 from reverie.staging import Stage, check_draws, check_replay, stage_seed
 from reverie.state import local_state, restore_local
 
@@ -511,4 +512,5 @@ def _leave_without_finalize_after_lost_peers() -> None:
     )
     sys.stdout.flush()
     sys.stderr.flush()
+    unlink_own_segments()  # MPI_Finalize would have unlinked them
     os._exit(status)

@@ -1,8 +1,8 @@
 """reverie clean-shm: remove the shared-memory files that crashed MPI jobs left behind.
 
 MPICH keeps its intra-node channels in files /dev/shm/mpich_shm_* and unlinks them when
-the job ends cleanly; a job killed by a signal leaves them, and they hold memory (tmpfs)
-until the node reboots. A file is removed only when it is safe to:
+the job ends cleanly (Mercury's na+sm likewise /dev/shm/na_sm-*); a job killed by a signal
+leaves them, and they hold memory (tmpfs) until the node reboots. A file is removed only when it is safe to:
 
 * no live process maps it (/proc/<pid>/maps) or holds it open (/proc/<pid>/fd),
   compared by device and inode, so a live job's file is never touched;
@@ -26,6 +26,9 @@ from typing import Any
 
 SHM_DIR = Path("/dev/shm")
 PATTERN = "mpich_shm_*"
+#: What clean-shm considers: MPICH's files and Mercury's na+sm ones (na_sm-<pid>-<n>, left
+#: by a Thallium rank that died), comma-separated shell patterns.
+CLEAN_PATTERNS = "mpich_shm_*,na_sm-*"
 MIN_AGE_S = 60.0
 
 
@@ -93,6 +96,36 @@ def scan_processes(proc: Path = Path("/proc")) -> InUse:
     return in_use
 
 
+def unlink_own_segments(
+    maps: str | None = None, shm_dir: Path = SHM_DIR, pattern: str = PATTERN
+) -> list[Path]:
+    """Unlinks the MPICH files this process maps (from ``/proc/self/maps``); returns them.
+
+    For a process about to end without MPI_Finalize (after a peer was lost), which would
+    otherwise leave its job's files behind. Safe for the peers: the job's ranks mapped the
+    files at MPI_Init, so unlinking removes only the names, never a live mapping.
+    """
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return []
+    names = {line.split(maxsplit=5)[5] for line in maps.splitlines() if len(line.split(maxsplit=5)) == 6}
+    own = sorted(
+        Path(n)
+        for n in names
+        if Path(n).parent == shm_dir
+        and fnmatch.fnmatch(Path(n).name, pattern)
+        and not n.endswith(" (deleted)")
+    )
+    for path in own:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return own
+
+
 def stale_files(
     shm_dir: Path = SHM_DIR,
     pattern: str = PATTERN,
@@ -106,7 +139,7 @@ def stale_files(
     now = time.time() if now is None else now
     stale, kept = [], []
     for path in sorted(shm_dir.iterdir()):
-        if not fnmatch.fnmatch(path.name, pattern) or not path.is_file():
+        if not any(fnmatch.fnmatch(path.name, p) for p in pattern.split(",")) or not path.is_file():
             continue
         st = path.stat()
         busy = (st.st_dev, st.st_ino) in in_use.files or st.st_uid in in_use.unreadable_uids
@@ -125,7 +158,9 @@ def add_clean_shm_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.add_argument("--dir", type=Path, default=SHM_DIR, help=f"folder to clean (default: {SHM_DIR})")
     p.add_argument(
-        "--pattern", default=PATTERN, help=f"file names to consider, a shell pattern (default: {PATTERN})"
+        "--pattern",
+        default=CLEAN_PATTERNS,
+        help=f"file names to consider, comma-separated shell patterns (default: {CLEAN_PATTERNS})",
     )
     p.add_argument(
         "--min-age",

@@ -93,3 +93,33 @@ def test_files_of_an_unreadable_owner_are_kept(tmp_path: Path) -> None:
 def test_bad_arguments_are_named(argv: list[str], names: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["clean-shm", *argv]) == 2
     assert names in capsys.readouterr().err
+
+
+def test_unlink_own_segments_takes_only_this_process_mpich_files(tmp_path: Path) -> None:
+    from reverie.shm_cleanup import unlink_own_segments
+
+    ours, other, gone = tmp_path / "mpich_shm_ab_0", tmp_path / "mpich_shm_cd_0", tmp_path / "mpich_shm_ef_0"
+    for f in (ours, other):
+        f.write_bytes(b"x")
+    not_mpich = tmp_path / "psm2_shm.1"
+    not_mpich.write_bytes(b"x")
+    maps = "\n".join(
+        [
+            f"7f00-7f10 rw-s 00000000 00:1a 11 {ours}",
+            f"7f10-7f20 rw-s 00000000 00:1a 12 {gone} (deleted)",
+            f"7f20-7f30 rw-s 00000000 00:1a 13 {not_mpich}",
+            "7f30-7f40 rw-p 00000000 00:00 0 ",
+        ]
+    )
+    assert unlink_own_segments(maps, shm_dir=tmp_path) == [ours]
+    assert not ours.exists() and other.exists() and not_mpich.exists()
+
+
+def test_clean_patterns_take_mercury_na_sm_files_too(tmp_path: Path) -> None:
+    from reverie.shm_cleanup import CLEAN_PATTERNS
+
+    names = ["mpich_shm_ab_0", "na_sm-123-0", "psm2_shm.1"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    stale, kept = stale_files(tmp_path, CLEAN_PATTERNS, min_age=0.0, in_use=InUse())
+    assert sorted(p.name for p in stale) == ["mpich_shm_ab_0", "na_sm-123-0"] and kept == []

@@ -15,12 +15,14 @@ import pytest
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 TIMEOUT = 3.0
+SHM = Path("/dev/shm")
 
 
 @pytest.mark.parametrize("engine", ["mpi", "thallium"])
 @pytest.mark.parametrize("fault", ["crash", "stop"])
 def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str) -> None:
     mpi_launch.require_engine(engine)
+    shm_before = set(SHM.glob("mpich_shm_*"))
     cmd = [mpi_launch.MPIEXEC, "-disable-auto-cleanup", "-n", "4", sys.executable, str(WORKER), fault, engine]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results: dict[int, dict] = {}
@@ -51,3 +53,5 @@ def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str) -> None:
     assert "peer 3" in stderr and "excluding it" in stderr
     # The survivors returned normally and still ended (MPI_Finalize would wait for rank 3).
     assert stderr.count("stopped answering during this run; exiting with status 0 without MPI_Finalize") == 3
+    # ... and unlinked the job's MPICH files on the way out (rank 3 could not).
+    assert set(SHM.glob("mpich_shm_*")) - shm_before == set()
