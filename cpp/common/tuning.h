@@ -13,6 +13,7 @@
 //
 // Waiting policy (common/backoff.h): a poller yields for a hot window after activity, then
 // sleeps with pauses doubling from a minimum to a maximum sleep.
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -58,6 +59,41 @@ inline double hot_window_scale() {
 // A hot window chosen on the dev box, times the run-time scale.
 inline us hot_window(us chosen, double scale = hot_window_scale()) {
   return std::chrono::duration_cast<us>(std::chrono::duration<double, std::micro>(chosen) * scale);
+}
+
+// ---- The idle MPI server's longest sleep: a run-time option ----
+
+// How long an owner with nothing to do may sleep between looks for requests: a request that
+// finds its server asleep waits about half of it, and every look costs CPU. Dev box, MPI
+// engine, 2 ranks idle (benchmarks/idle_server.py): 12 ms (the default) 0.4% of a core,
+// 500 us 4.6%, 200 us 9.2%. In lockstep training the training thread answers waiting
+// requests at each step boundary (serve_waiting), so the default spares the CPU; ranks
+// whose training thread rarely enters the engine and that must answer within ~0.25 ms (an
+// owner that only serves) can lower it. Machine-specific (the cost of one look).
+inline constexpr const char* kIdleSleepEnv = "REVERIE_IDLE_SLEEP_US";
+inline constexpr us kDefaultIdleSleep{12000}, kLeastIdleSleep{50}, kMostIdleSleep{1000000};
+
+// The sleep `text` asks for, in whole microseconds within [kLeastIdleSleep, kMostIdleSleep].
+inline std::optional<us> parse_idle_sleep(const char* text) {
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  if (end == text || *end != '\0' || value < kLeastIdleSleep.count() || value > kMostIdleSleep.count())
+    return std::nullopt;
+  return us{value};
+}
+
+// REVERIE_IDLE_SLEEP_US, or the default (with one line on stderr naming what was expected).
+inline us idle_max_sleep() {
+  static const us sleep = [] {
+    const char* text = std::getenv(kIdleSleepEnv);
+    if (text == nullptr) return kDefaultIdleSleep;
+    if (const auto value = parse_idle_sleep(text)) return *value;
+    std::fprintf(stderr, "reverie: %s=%s ignored: expected whole microseconds in [%lld, %lld]\n", kIdleSleepEnv,
+                 text, static_cast<long long>(kLeastIdleSleep.count()),
+                 static_cast<long long>(kMostIdleSleep.count()));
+    return kDefaultIdleSleep;
+  }();
+  return sleep;
 }
 
 // ---- Background threads (common/backoff.h) ----
@@ -136,9 +172,8 @@ inline const us kActiveSpin = hot_window(us{1000});
 // benchmarks/overhead.py). Machine-specific.
 inline const us kShortSpin = hot_window(us{30}), kShortMinSleep{100}, kShortMaxSleep{400};
 // The server's hot window after a request ("50 us hot"), then sleeps doubling up to
-// kIdleMaxSleep: an idle server costs ~0.2% of a core. Machine-specific (dev box, 2 ranks
-// on 2 cores).
-inline const us kIdleSpin = hot_window(us{50}), kIdleMaxSleep{12000};
+// kIdleMaxSleep (REVERIE_IDLE_SLEEP_US, above). Machine-specific (dev box, 2 ranks on 2 cores).
+inline const us kIdleSpin = hot_window(us{50}), kIdleMaxSleep = idle_max_sleep();
 // Requests from one requester closer together than kBurstGap are a burst (back-to-back
 // draws): the server stays hot for four times the gap (at least kBurstMinSpin), so the next
 // request finds it awake, while requests one training step apart still let it sleep after
@@ -150,7 +185,8 @@ inline constexpr us kBurstGap{1000}, kBurstMinSpin{200};
 // took ~50 instead of ~90 us of CPU per 5 ms training step (2 ranks on 2 cores, dev box):
 // small requests arriving mid-step are answered at the next step boundary anyway
 // (serve_waiting), so the server need not probe often.
-inline constexpr us kServerMinSleep{1000};
+// Never above kIdleMaxSleep.
+inline const us kServerMinSleep = std::min(us{1000}, kIdleMaxSleep);
 // First sleep while close() waits for the peers' barrier. Not measured on its own.
 inline constexpr us kIdleMinSleep{100};
 // Rows per hindexed_block payload message. MPICH reads a scattered send in place only

@@ -1,4 +1,5 @@
-// tuning.h: the run-time scale of the machine-specific hot windows (REVERIE_HOT_WINDOW_SCALE).
+// tuning.h: the run-time options of machine-specific values (REVERIE_HOT_WINDOW_SCALE,
+// REVERIE_IDLE_SLEEP_US).
 #include "common/tuning.h"
 
 #include <gtest/gtest.h>
@@ -33,6 +34,25 @@ TEST(HotWindowScale, DefaultKeepsTheMeasuredValues) {
   EXPECT_EQ(engine::kHotWait, us{20});
   EXPECT_EQ(mpi::kIdleSpin, us{50});
   EXPECT_EQ(thallium::kReplySpin, us{30});
+}
+
+TEST(IdleSleep, AcceptsWholeMicrosecondsWithinTheLimits) {
+  EXPECT_EQ(parse_idle_sleep("500"), us{500});
+  EXPECT_EQ(parse_idle_sleep("50"), kLeastIdleSleep);
+  EXPECT_EQ(parse_idle_sleep("1000000"), kMostIdleSleep);
+}
+
+TEST(IdleSleep, RefusesWhatIsNotASleep) {
+  for (const char* text : {"", "0", "49", "-500", "500us", "0.5", "1000001", "fast"}) {
+    EXPECT_FALSE(parse_idle_sleep(text).has_value()) << text;
+  }
+}
+
+TEST(IdleSleep, DefaultKeepsTheMeasuredValueAndTheFirstSleepBelowIt) {
+  ASSERT_EQ(std::getenv(kIdleSleepEnv), nullptr);
+  EXPECT_EQ(mpi::kIdleMaxSleep, kDefaultIdleSleep);
+  EXPECT_EQ(mpi::kServerMinSleep, us{1000});
+  EXPECT_LE(mpi::kServerMinSleep, mpi::kIdleMaxSleep);
 }
 
 }  // namespace
