@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from draw_checks import check_owner_shares
 from scipy.stats import chisquare
 
 from reverie.distributed import DistributedRehearsalBuffer
@@ -50,13 +51,7 @@ def test_draws_are_uniform_over_the_union_of_buffers(job):
         assert res["known_global"] == total, f"rank {rank} planned with {res['known_global']}, not {total}"
         assert res["short"] == 0
         # Share from each owner, seen by this requester: proportional to what it holds.
-        per_owner = [sum(slots) for slots in res["per_slot"]]
-        n = sum(per_owner)
-        p = chisquare(per_owner, [n * s / total for s in sizes]).pvalue
-        assert p > P_MIN, f"rank {rank}: drawn per owner {per_owner} vs sizes {sizes} (p={p:.2g})"
-        for owner, slots in enumerate(res["per_slot"]):
-            for i, c in enumerate(slots):
-                pooled[owner][i] += c
+        check_owner_shares(rank, res, sizes, pooled, P_MIN)
     for owner, slots in enumerate(pooled):  # slots uniform within each owner
         p = chisquare(slots).pvalue
         assert p > P_MIN, f"owner {owner}: slot counts not uniform (p={p:.2g})"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mpi_launch
 import pytest
+from draw_checks import check_owner_shares
 from scipy.stats import chisquare
 
 WORKER = Path(__file__).with_name("replay_past_worker.py")
@@ -29,13 +30,7 @@ def test_past_replays_committed_samples_only_and_uniformly(engine: str, draws: s
         assert res["staged"] == res["committed"] == sizes[rank]
         assert res["current_task_drawn"] == 0, f"rank {rank} drew current-task rows: {res}"
         assert res["short"] == 0 and res["known_global"] == total
-        per_owner = [sum(slots) for slots in res["per_slot"]]
-        n = sum(per_owner)
-        p = chisquare(per_owner, [n * s / total for s in sizes]).pvalue
-        assert p > P_MIN, f"rank {rank}: drawn per owner {per_owner} vs sizes {sizes} (p={p:.2g})"
-        for owner, slots in enumerate(res["per_slot"]):
-            for i, c in enumerate(slots):
-                pooled[owner][i] += c
+        check_owner_shares(rank, res, sizes, pooled, P_MIN)
         assert res["current_task_drawn_after_boundary"] > 0, "after end_task the task is replayed"
         if draws == "passes":  # 72 committed rows, r = 16: a pass is 4 draws (64 distinct rows)
             for first in range(0, 40, 4):
