@@ -56,6 +56,8 @@ py::dict stats_of(const RehearsalEngine& e) {
   d["fetch_s"] = s.fetch_ns * 1e-9;
   d["insert_s"] = s.insert_ns * 1e-9;
   d["add_wait_s"] = s.add_wait_ns * 1e-9;
+  d["requests_sent"] = s.requests_sent;
+  d["size_messages"] = s.size_messages;
   d["failed_requests"] = s.failed_requests;
   d["peers_timed_out"] = s.peers_timed_out;
   d["bad_token_replies"] = s.bad_token_replies;
@@ -174,13 +176,15 @@ void bind_engine(py::module_& m) {
   py::class_<RehearsalEngine>(m, "Engine")
       .def(py::init([](std::shared_ptr<LocalBuffer> buffer, std::shared_ptr<Transport> transport,
                        uint32_t max_representatives, uint32_t candidates, size_t queue_blocks, size_t queue_rows,
-                       double timeout, uint64_t seed, bool passes) {
-             EngineOptions o{max_representatives, candidates, queue_blocks, queue_rows, ms(timeout), seed, passes};
+                       double timeout, uint64_t seed, bool passes, uint32_t size_refresh) {
+             if (size_refresh == 0) throw std::invalid_argument("size_refresh: expected at least 1 draw");
+             EngineOptions o{max_representatives, candidates, queue_blocks, queue_rows, ms(timeout), seed, passes,
+                             size_refresh};
              return std::make_unique<RehearsalEngine>(std::move(buffer), std::move(transport), o);
            }),
            py::arg("buffer"), py::arg("transport"), py::arg("max_representatives"), py::arg("candidates"),
            py::arg("queue_blocks"), py::arg("queue_rows"), py::arg("timeout"), py::arg("seed"),
-           py::arg("passes") = false)
+           py::arg("passes") = false, py::arg("size_refresh") = EngineOptions{}.size_refresh)
       .def_property_readonly("rank", &RehearsalEngine::rank)
       .def_property_readonly("world_size", &RehearsalEngine::world_size)
       .def(
@@ -239,6 +243,8 @@ void bind_engine(py::module_& m) {
                                   d["sizes"].cast<std::vector<uint64_t>>(), pass});
           },
           py::arg("state"))
+      .def("refresh_sizes", &RehearsalEngine::refresh_sizes,
+           "The next draw asks every peer its size (and tells them this rank's).")
       .def("stats", &stats_of)
       .def("close", &RehearsalEngine::close, py::call_guard<py::gil_scoped_release>())
       .def("abandon", &RehearsalEngine::abandon, py::call_guard<py::gil_scoped_release>());

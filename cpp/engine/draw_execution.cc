@@ -136,19 +136,94 @@ bool RehearsalEngine::drive_parked(std::unique_lock<std::mutex>& lock, Draw& slo
   return done;
 }
 
+void RehearsalEngine::learned(int peer, uint64_t size, bool full) {
+  sizes_[peer] = size;
+  full_[peer] = full;
+  heard_at_[peer] = draws_begun_;
+}
+
+void RehearsalEngine::absorb_heard_sizes() {
+  if (!transport_) return;
+  const PeerSizes& heard = transport_->peer_sizes();
+  const uint64_t changes = heard.changes();
+  if (changes == seen_changes_) return;
+  seen_changes_ = changes;
+  for (int p = 0; p < world_size(); ++p) {
+    const PeerSizes::Heard h = heard.get(p);
+    if (p == self_ || h.stamp == seen_stamp_[p]) continue;
+    seen_stamp_[p] = h.stamp;
+    learned(p, h.size, h.full);
+  }
+}
+
+bool RehearsalEngine::take_reply(const PeerReply& reply, bool& timed_out) {
+  if (reply.status == wire::Status::kOk) {
+    learned(reply.peer, reply.owner_size, reply.owner_full);
+    return true;
+  }
+  // A peer with another job's token belongs to a different job: as loud as a dead one.
+  if (reply.status == wire::Status::kTimeout || reply.status == wire::Status::kClosing ||
+      reply.status == wire::Status::kBadToken) {
+    excluded_[reply.peer] = true;
+    stats_.peers_timed_out += reply.status == wire::Status::kTimeout;
+    timed_out |= reply.status == wire::Status::kTimeout;
+    stats_.bad_token_replies += reply.status == wire::Status::kBadToken;
+    std::fprintf(stderr, "reverie: rank %d: peer %d %s; excluding it from future draws\n", self_, reply.peer,
+                 wire::to_string(reply.status));
+  } else {
+    learned(reply.peer, reply.owner_size, reply.owner_full);
+  }
+  return false;
+}
+
+void RehearsalEngine::learn_unknown_sizes(size_t slot) {
+  requests_.clear();
+  {
+    std::lock_guard lock(mu_);
+    for (int p = 0; p < world_size(); ++p)
+      if (p != self_ && !excluded_[p] && heard_at_[p] == kNever) requests_.push_back(PeerRequest{p, nullptr, 0, 0});
+    stats_.size_messages += requests_.size();
+  }
+  if (requests_.empty()) return;
+  transport_->fetch(requests_, blocks_[slot].columns(), Clock::now() + options_.timeout, replies_);
+  std::lock_guard lock(mu_);
+  bool timed_out = false;
+  for (const PeerReply& reply : replies_) stats_.failed_requests += take_reply(reply, timed_out) ? 0 : 1;
+}
+
 bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
   draw_started_ = Clock::now();
   const size_t slot = draw.ticket % 2;
   const int world = world_size();
   {
     std::lock_guard lock(mu_);
+    ++draws_begun_;
     exclude_foreign_senders();
+    absorb_heard_sizes();
+  }
+  // A rank's first draw is not blind to its peers: it learns every size first (once).
+  if (transport_) learn_unknown_sizes(slot);
+  {
+    std::lock_guard lock(mu_);
     plan_counts_ = sizes_;
-    for (int p = 0; p < world; ++p)
+    for (int p = 0; p < world; ++p) {
       if (excluded_[p]) plan_counts_[p] = 0;
+      ask_size_[p] = p != self_ && !excluded_[p] && (refresh_all_ || size_stale(p));
+    }
+    refresh_all_ = false;
   }
   plan_counts_[self_] = buffer_->size();
   plan_.plan(plan_counts_, draw.r, draw_rng_, options_.passes ? &pass_ : nullptr);
+  // Requests go only to the owners the plan takes rows from (an excluded peer has no rows),
+  // plus size queries to the peers whose size is stale (EngineOptions::size_refresh).
+  requests_.clear();
+  draw_sent_ = draw_queries_ = 0;
+  for (int p = 0; p < world; ++p) {
+    const auto count = static_cast<uint32_t>(plan_.count(p));
+    if (p == self_ || (count == 0 && !ask_size_[p])) continue;
+    requests_.push_back(PeerRequest{p, plan_.slots().data() + plan_.offset(p), count, plan_.offset(p)});
+    (count > 0 ? draw_sent_ : draw_queries_) += 1;
+  }
 
   const Columns& dest = blocks_[slot].columns();
   keep_.assign(world, true);
@@ -166,12 +241,6 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
     }
     keep_[self_] = kept;
   };
-  requests_.clear();
-  for (int p = 0; p < world; ++p) {
-    if (p == self_ || excluded_[p]) continue;
-    requests_.push_back(
-        PeerRequest{p, plan_.slots().data() + plan_.offset(p), static_cast<uint32_t>(plan_.count(p)), plan_.offset(p)});
-  }
   replies_.clear();
   if (requests_.empty()) {
     gather_local();
@@ -194,25 +263,12 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
   {
     std::lock_guard lock(mu_);
     for (const PeerReply& reply : replies_) {
-      if (reply.status == wire::Status::kOk) {
-        sizes_[reply.peer] = reply.owner_size;
+      if (take_reply(reply, timed_out)) {
         remote_rows += plan_.count(reply.peer);
         continue;
       }
       keep[reply.peer] = false;
       failed += 1;
-      // A peer with another job's token belongs to a different job: as loud as a dead one.
-      if (reply.status == wire::Status::kTimeout || reply.status == wire::Status::kClosing ||
-          reply.status == wire::Status::kBadToken) {
-        excluded_[reply.peer] = true;
-        stats_.peers_timed_out += reply.status == wire::Status::kTimeout;
-        timed_out |= reply.status == wire::Status::kTimeout;
-        stats_.bad_token_replies += reply.status == wire::Status::kBadToken;
-        std::fprintf(stderr, "reverie: rank %d: peer %d %s; excluding it from future draws\n", self_, reply.peer,
-                     wire::to_string(reply.status));
-      } else {
-        sizes_[reply.peer] = reply.owner_size;
-      }
     }
   }
   if (timed_out) retire_block(slot, keep);
@@ -223,6 +279,8 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
   stats_.rows_remote += remote_rows;
   stats_.bytes_remote += remote_rows * buffer_->layout().sample_bytes();
   stats_.failed_requests += failed;
+  stats_.requests_sent += draw_sent_;
+  stats_.size_messages += draw_queries_;
   stats_.fetch_ns += elapsed_ns(draw_started_);
   return rows;
 }

@@ -1,5 +1,6 @@
 #include "engine/rehearsal_engine.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -38,6 +39,14 @@ void RehearsalEngine::restore(const EngineState& state) {
   draw_rng_.set_state(state.draw_rng);
   sizes_ = state.sizes;
   pass_.set_state(state.pass);
+  // The restored sizes count as heard now; what the server heard before is dropped.
+  std::fill(full_.begin(), full_.end(), false);
+  std::fill(heard_at_.begin(), heard_at_.end(), draws_begun_);
+  if (transport_) {
+    const PeerSizes& heard = transport_->peer_sizes();
+    seen_changes_ = heard.changes();
+    for (int p = 0; p < world_size(); ++p) seen_stamp_[p] = heard.get(p).stamp;
+  }
 }
 
 }  // namespace reverie

@@ -42,6 +42,11 @@ RehearsalEngine::RehearsalEngine(std::shared_ptr<LocalBuffer> buffer, std::share
   const int world = world_size();
   sizes_.assign(world, 0);
   excluded_.assign(world, false);
+  full_.assign(world, false);
+  heard_at_.assign(world, kNever);
+  heard_at_[self_] = 0;
+  seen_stamp_.assign(world, 0);
+  ask_size_.assign(world, false);
   requests_.reserve(world);
   replies_.reserve(world);
   worker_ = std::thread([this] { run(); });
@@ -235,6 +240,11 @@ std::vector<uint64_t> RehearsalEngine::known_sizes() const {
     if (excluded_[p]) sizes[p] = 0;
   sizes[self_] = buffer_->size();
   return sizes;
+}
+
+void RehearsalEngine::refresh_sizes() {
+  std::lock_guard lock(mu_);
+  refresh_all_ = true;
 }
 
 void RehearsalEngine::exclude_foreign_senders() {

@@ -44,6 +44,12 @@ struct EngineOptions {
   std::chrono::milliseconds timeout{30000};
   uint64_t seed = 0;
   bool passes = false;  // draws walk passes over the global buffer (PassOrder), not independent
+  // A draw sends requests only to the owners its plan takes rows from, and plans with the
+  // peers' sizes as last heard (from any request or reply between the two ranks). A peer
+  // whose buffer was not full and that nothing was heard from for this many of this rank's
+  // draws gets a size query with the next draw: no plan uses a size older than this many
+  // draws (full buffers never change size). README "How draws learn the peers' sizes".
+  uint32_t size_refresh = 8;
 };
 
 // What a checkpoint needs besides the buffer to replay the same draws after a restore.
@@ -64,6 +70,8 @@ struct EngineStats {
   uint64_t fetch_ns = 0;         // time spent in draws (worker or waiting caller)
   uint64_t insert_ns = 0;        // worker time spent applying inserts
   uint64_t add_wait_ns = 0;      // caller time blocked by a full queue
+  uint64_t requests_sent = 0;    // draw requests to owners the plan took rows from
+  uint64_t size_messages = 0;    // size queries: to a peer not heard from for size_refresh draws, or never
   uint64_t failed_requests = 0;
   uint64_t peers_timed_out = 0;     // peers excluded because they did not answer in time
   uint64_t bad_token_replies = 0;   // our requests a peer rejected for another job's token
@@ -108,6 +116,9 @@ class RehearsalEngine {
   uint64_t block_generation(uint64_t ticket) const { return block_generation_[ticket % 2].load(); }
 
   std::vector<uint64_t> known_sizes() const;
+  // The next draw asks every peer its size (and so tells them this rank's): for a task
+  // boundary, where a commit changes sizes by a whole task's rows at once.
+  void refresh_sizes();
   std::vector<int> excluded_peers() const;
   EngineStats stats() const;
 
@@ -171,6 +182,18 @@ class RehearsalEngine {
   // Plans the draw, sends its requests and copies its local rows; with `split`, returns
   // before the replies are in (false: poll the transport until it completes).
   bool begin_draw(const Draw& draw, bool split);
+  // Takes the sizes the server heard from peers' requests since the last draw (mu_ held).
+  void absorb_heard_sizes();
+  // Before the first plan: asks every peer never heard from for its size and waits.
+  void learn_unknown_sizes(size_t slot);
+  // Records what a reply says of its owner; false for a reply that failed (mu_ held).
+  bool take_reply(const PeerReply& reply, bool& timed_out);
+  // `peer` holds `size` samples (final when `full`), heard during this draw (mu_ held).
+  void learned(int peer, uint64_t size, bool full);
+  // Whether the next draw must ask `peer` for its size (mu_ held).
+  bool size_stale(int peer) const {
+    return heard_at_[peer] == kNever || (!full_[peer] && draws_begun_ - heard_at_[peer] >= options_.size_refresh);
+  }
   // Reads the replies of a completed fetch, compacts the rows and counts the draw.
   size_t end_draw(const Draw& draw);
   // Marks `slot` finished with `rows` and wakes every waiter (mu_ held).
@@ -236,6 +259,15 @@ class RehearsalEngine {
   PassOrder pass_;
   std::vector<uint64_t> sizes_;
   std::vector<bool> excluded_;
+  std::vector<bool> full_;            // the peer's buffer was full when last heard: its size is final
+  std::vector<uint64_t> heard_at_;    // draws_begun_ when the peer's size was last heard; kNever
+  std::vector<uint64_t> seen_stamp_;  // the transport's PeerSizes stamps already taken
+  uint64_t seen_changes_ = 0;         // PeerSizes::changes() already taken
+  uint64_t draws_begun_ = 0;          // draws planned so far
+  bool refresh_all_ = false;          // see refresh_sizes()
+  std::vector<bool> ask_size_;        // this draw sends the peer a size query
+  uint64_t draw_sent_ = 0, draw_queries_ = 0;  // this draw's requests and size queries
+  static constexpr uint64_t kNever = UINT64_MAX;
   std::vector<PeerRequest> requests_;
   std::vector<PeerReply> replies_;
   std::vector<uint64_t> plan_counts_;

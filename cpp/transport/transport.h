@@ -10,6 +10,7 @@
 
 #include "common/columns.h"
 #include "transport/foreign_requests.h"
+#include "transport/peer_sizes.h"
 #include "transport/wire_format.h"
 
 namespace reverie {
@@ -19,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 struct PeerRequest {
   int peer = 0;
   const uint32_t* slots = nullptr;
-  uint32_t count = 0;      // 0: only ask how many samples the peer holds
+  uint32_t count = 0;      // 0: only ask how many samples the peer holds (a size query)
   size_t first_row = 0;    // rows [first_row, first_row + count) of the destination
 };
 
@@ -27,6 +28,7 @@ struct PeerReply {
   int peer = 0;
   wire::Status status = wire::Status::kTimeout;
   uint64_t owner_size = 0;
+  bool owner_full = false;  // the owner's buffer is at capacity: its size is final
 };
 
 class Transport {
@@ -103,8 +105,12 @@ class Transport {
   // Peers' requests this rank's server rejected for another job's token.
   const ForeignRequests& foreign_requests() const { return foreign_; }
 
+  // Sizes the peers' requests to this rank's server carried (their own buffers').
+  const PeerSizes& peer_sizes() const { return peer_sizes_; }
+
  protected:
   ForeignRequests foreign_;
+  PeerSizes peer_sizes_;  // reset(world) by each transport's constructor, before its server starts
 };
 
 }  // namespace reverie

@@ -18,8 +18,10 @@ const char* to_string(Status s) {
   return "unknown status";
 }
 
-size_t encode_request(uint64_t token, uint64_t request_id, const uint32_t* slots, uint32_t count, std::byte* out) {
-  RequestHeader h{kRequestMagic, kVersion, 0, token, request_id, count, 0};
+size_t encode_request(uint64_t token, uint64_t request_id, const uint32_t* slots, uint32_t count, std::byte* out,
+                      const Sender& sender) {
+  const uint16_t flags = sender.full ? kFlagFull : 0;
+  RequestHeader h{kRequestMagic, kVersion, flags, token, request_id, count, sender.rank, sender.size};
   std::memcpy(out, &h, sizeof h);
   if (count > 0) std::memcpy(out + sizeof h, slots, count * sizeof(uint32_t));
   return request_bytes(count);
@@ -38,12 +40,13 @@ DecodedRequest decode_request(const std::byte* data, size_t len, uint64_t token,
     out.status = Status::kBadToken;
     return out;
   }
+  out.sender = Sender{h.sender_rank, h.sender_size, (h.flags & kFlagFull) != 0};
   if (h.count > max_count) {
     out.status = Status::kTooMany;
     return out;
   }
   if (len != request_bytes(h.count)) return out;
-  // Slots follow a 32-byte header, so they are 4-byte aligned in any aligned receive buffer.
+  // Slots follow a 40-byte header, so they are 4-byte aligned in any aligned receive buffer.
   const auto* slots = reinterpret_cast<const uint32_t*>(data + sizeof h);
   for (uint32_t i = 0; i < h.count; ++i) {
     uint32_t s;
@@ -59,8 +62,9 @@ DecodedRequest decode_request(const std::byte* data, size_t len, uint64_t token,
   return out;
 }
 
-Reply make_reply(Status status, uint64_t request_id, uint64_t owner_size, uint32_t count) {
-  return Reply{kReplyMagic, kVersion, static_cast<uint16_t>(status), request_id, owner_size, count, 0};
+Reply make_reply(Status status, uint64_t request_id, uint64_t owner_size, uint32_t count, bool owner_full) {
+  const uint16_t flags = owner_full ? kFlagFull : 0;
+  return Reply{kReplyMagic, kVersion, static_cast<uint16_t>(status), request_id, owner_size, count, flags, 0};
 }
 
 bool reply_valid(const Reply& reply, uint64_t request_id, uint32_t asked) {

@@ -68,12 +68,18 @@ class DistributedRehearsalBuffer:
         replay: ``"online"`` (default) or ``"past"``, as for :class:`reverie.RehearsalBuffer`:
             with ``"past"``, ``add`` stages this rank's candidates and :meth:`end_task`
             commits them, so every draw (on any rank) returns samples of finished tasks only.
+        size_refresh: the most of this rank's draws a peer's size may be used without news of
+            it (default 8; see below).
         draws: ``"independent"`` (default) or ``"passes"``, as for :class:`reverie.RehearsalBuffer`:
             with ``"passes"`` this rank's successive draws walk one random order of the union
             of all ranks' samples (a new pass whenever the global size it plans with changes).
 
-    Planning uses the global sizes learnt from the previous draw's replies, so they are at
-    most one draw stale; the first draw of a rank sees only its own buffer.
+    A draw sends requests only to the ranks its plan takes rows from. It plans with each
+    peer's size as last heard: every request carries its sender's size and every reply its
+    owner's, and a rank's first draw asks every peer first. A peer whose buffer was not full
+    and that this rank heard nothing from for ``size_refresh`` of its draws is asked its size
+    with the next draw, so no plan uses a size older than ``size_refresh`` draws (full buffers
+    never change size). ``engine_stats()`` counts ``requests_sent`` and ``size_messages``.
 
     Construction is collective: the ranks agree on the job token, the engine, the fields
     (names, shapes, dtypes), max_representatives and the wire version, and every rank
@@ -95,8 +101,11 @@ class DistributedRehearsalBuffer:
         queue_depth: int = 8,
         replay: str = "online",
         draws: str = "independent",
+        size_refresh: int = 8,
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
+        if isinstance(size_refresh, bool) or not isinstance(size_refresh, int) or not 1 <= size_refresh <= 2**32 - 1:
+            raise ValueError(f"size_refresh: expected an int of at least 1 (draws), got {size_refresh!r}")
         check_replay(replay)
         check_draws(draws)
         if engine not in ENGINES:
@@ -138,6 +147,7 @@ class DistributedRehearsalBuffer:
             self.timeout,
             seed + self.rank,
             draws == "passes",
+            size_refresh,
         )
         self._blocks = [self._wrap_block(i) for i in range(2)]
         self._block_generations = [0, 0]
@@ -305,12 +315,14 @@ class DistributedRehearsalBuffer:
         """Task boundary on this rank (call it on every rank; not collective). With
         ``replay="past"``: offers every staged sample of this rank to its buffer (the
         class-balanced reservoir decides which stay), waits until they are applied, and
-        empties the stage; returns how many were offered. Peers' draws see them from their
-        next draw on (sizes are learnt one draw late). With ``replay="online"`` it applies
-        pending adds (as ``flush``) and returns 0. TimeoutError after the buffer's timeout."""
+        empties the stage; returns how many were offered. With ``replay="online"`` it applies
+        pending adds (as ``flush``) and returns 0. Either way this rank's next draw asks every
+        peer its size and tells them its own: a peer knows the new sizes once both ranks have
+        drawn after their boundary. TimeoutError after the buffer's timeout."""
         engine = self._engine_or_raise()
         if self._stage is None:
             self.flush()
+            engine.refresh_sizes()
             return 0
         rows = self._stage.take()
         n = int(rows["labels"].shape[0])
@@ -318,6 +330,7 @@ class DistributedRehearsalBuffer:
             ptrs, n, _alive = self.schema.batch_pointers(rows["fields"], rows["labels"], rows["weights"])
             engine.add(ptrs, n, True)
         self.flush()
+        engine.refresh_sizes()
         return n
 
     def get_remote_samples(self, r: int) -> DrawHandle:
@@ -340,7 +353,7 @@ class DistributedRehearsalBuffer:
         return self._buffer.size()
 
     def global_size(self) -> int:
-        """Samples in all ranks' buffers, as last learnt (at most one draw stale)."""
+        """Samples in all ranks' buffers, as this rank last heard them (see the class doc)."""
         return int(sum(self._engine_or_raise().known_sizes()))
 
     def class_counts(self) -> dict[int, int]:

@@ -37,10 +37,34 @@ RequestHeader header_of(const Message& m) {
 void set_header(Message& m, const RequestHeader& h) { std::memcpy(m.data(), &h, sizeof h); }
 
 TEST(WireFormatTest, LayoutIsFixed) {
-  EXPECT_EQ(sizeof(RequestHeader), 32u);
+  EXPECT_EQ(sizeof(RequestHeader), 40u);
   EXPECT_EQ(sizeof(Reply), 32u);
-  EXPECT_EQ(request_bytes(0), 32u);
-  EXPECT_EQ(request_bytes(3), 44u);
+  EXPECT_EQ(request_bytes(0), 40u);
+  EXPECT_EQ(request_bytes(3), 52u);
+}
+
+TEST(WireFormatTest, RequestCarriesItsSendersSize) {
+  const std::vector<uint32_t> slots = {1};
+  Message m(request_bytes(1));
+  encode_request(kToken, 3, slots.data(), 1, m.data(), Sender{5, 1234, true});
+  DecodedRequest d = decode_request(m.data(), m.len, kToken, 16, 10);
+  ASSERT_EQ(d.status, Status::kOk);
+  EXPECT_EQ(d.sender.rank, 5);
+  EXPECT_EQ(d.sender.size, 1234u);
+  EXPECT_TRUE(d.sender.full);
+  // Read even when the slots are rejected: the request is of this job.
+  d = decode_request(m.data(), m.len, kToken, 16, 1);
+  EXPECT_EQ(d.status, Status::kBadSlot);
+  EXPECT_EQ(d.sender.size, 1234u);
+  // Not from a request of another job.
+  d = decode_request(m.data(), m.len, kToken + 1, 16, 10);
+  EXPECT_EQ(d.status, Status::kBadToken);
+  EXPECT_EQ(d.sender.rank, -1);
+  // The default says nothing.
+  Message anon = encode(kToken, 4, {});
+  d = decode_request(anon.data(), anon.len, kToken, 16, 10);
+  EXPECT_EQ(d.sender.rank, -1);
+  EXPECT_FALSE(d.sender.full);
 }
 
 TEST(WireFormatTest, RequestRoundTrip) {
@@ -129,7 +153,7 @@ TEST(WireFormatTest, RejectsTooManySlots) {
   EXPECT_EQ(decode_request(m.data(), m.len, kToken, 16, 10).status, Status::kTooMany);
   EXPECT_EQ(decode_request(m.data(), m.len, kToken, 17, 10).status, Status::kOk);
 
-  // A header claiming ~4 billion slots in a 32-byte message: rejected, nothing read past it.
+  // A header claiming ~4 billion slots in a 40-byte message: rejected, nothing read past it.
   Message lie = encode(kToken, 1, {});
   RequestHeader h = header_of(lie);
   h.count = 0xffffffffu;
@@ -176,6 +200,9 @@ TEST(WireFormatTest, ReplyValidation) {
   bad = ok;
   bad.version = kVersion + 1;
   EXPECT_FALSE(reply_valid(bad, 9, 4));
+
+  EXPECT_EQ(ok.flags, 0u);
+  EXPECT_EQ(make_reply(Status::kOk, 9, 100, 4, true).flags, kFlagFull);
 
   EXPECT_TRUE(reply_valid(make_reply(Status::kBadSlot, 9, 3, 0), 9, 4));
   EXPECT_FALSE(reply_valid(make_reply(Status::kBadSlot, 9, 3, 4), 9, 4));  // an error carries no rows

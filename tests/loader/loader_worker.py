@@ -65,6 +65,7 @@ def check_batches(comm: MPI.Comm, multi: bool, device: str, input_device: str) -
             drawn_from.update((xs[B:, 0].long() // 1_000_000).tolist())
             engine = {k: dbuf.engine_stats()[k] for k in ("rows_remote", "failed_requests")}  # for the report
             engine["global_size"] = dbuf.global_size()
+            comm.Barrier()  # lockstep, as DDP's gradient all-reduce keeps ranks: peers' sizes grow meanwhile
         stats = loader.stats()
     return {
         "drawn_from": sorted(drawn_from),

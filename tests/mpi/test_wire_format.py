@@ -20,15 +20,16 @@ def decode(data: bytes, token: int = TOKEN, max_count: int = 64, owner_size: int
 
 def test_round_trip():
     data = _core.wire_encode_request(TOKEN, 42, [0, 7, 99])
-    assert len(data) == HEADER + 3 * 4 == 44
+    assert len(data) == HEADER + 3 * 4 == 52
     assert decode(data) == (S.ok, 42, [0, 7, 99])
     assert decode(_core.wire_encode_request(TOKEN, 43, [])) == (S.ok, 43, [])  # a size query
 
 
 def test_header_layout_is_fixed():
     data = _core.wire_encode_request(TOKEN, 5, [3])
-    magic, version, flags, token, request_id, count, reserved = struct.unpack_from("<IHHQQII", data)
-    assert (magic, version, flags, token, request_id, count, reserved) == (0x51525652, 1, 0, TOKEN, 5, 1, 0)
+    magic, version, flags, token, request_id, count, rank, size = struct.unpack_from("<IHHQQIiQ", data)
+    # rank -1 and size 0: a hand-made request says nothing about its sender's buffer
+    assert (magic, version, flags, token, request_id, count, rank, size) == (0x51525652, 2, 0, TOKEN, 5, 1, -1, 0)
     assert _core.WIRE_REPLY_BYTES == 32
 
 
@@ -41,7 +42,7 @@ def test_header_layout_is_fixed():
         (lambda d: d[: HEADER - 1], S.malformed, False),  # header truncated
         (lambda d: b"", S.malformed, False),
         (lambda d: b"RVRX" + d[4:], S.malformed, False),  # wrong magic
-        (lambda d: d[:4] + b"\x02\x00" + d[6:], S.malformed, False),  # unknown version
+        (lambda d: d[:4] + b"\x01\x00" + d[6:], S.malformed, False),  # another version
         (lambda d: d[:24] + struct.pack("<I", 3) + d[28:], S.malformed, True),  # count says 3, 2 sent
         (lambda d: d[:24] + struct.pack("<I", 2**32 - 1) + d[28:], S.too_many, True),  # count huge
     ],

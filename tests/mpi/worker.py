@@ -241,12 +241,11 @@ def scenario_bad_requests(engine: str) -> dict:
             peer = (RANK + 1) % SIZE
             n, tok, max_rows = sizes[peer], dbuf._token, dbuf.max_representatives
             enc = _core.wire_encode_request
-            header = _core.WIRE_REQUEST_HEADER_BYTES
             good = enc(tok, ID_BASE + 1, [0, n - 1])
             bad_magic = b"XXXX" + good[4:]
             bad_version = good[:4] + (99).to_bytes(2, "little") + good[6:]
-            # names 3 slots, carries 2
-            count_lies = good[: header - 8] + (3).to_bytes(4, "little") + good[header - 4 :]
+            # names 3 slots, carries 2 (the count is the uint32 at byte 24 of the header)
+            count_lies = good[:24] + (3).to_bytes(4, "little") + good[28:]
             # (request bytes, expected status, header readable). A request whose header cannot
             # be read has no id: the MPI engine answers it on its anonymous reply tag.
             cases = {

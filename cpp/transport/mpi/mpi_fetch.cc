@@ -63,6 +63,8 @@ bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const C
   const bool back_to_back = Clock::now() - last_fetch_end_ < kBurstGap;
   const size_t n = requests.size();
   prepare_fetch(requests, replies);
+  const size_t own = buffer_->size();
+  sender_ = wire::Sender{rank_, own, own == buffer_->capacity()};
   for (size_t i = 0; i < n; ++i) post_request(i, requests[i], dest, replies[i]);
   tighten_timer_slack_once();
   // Short polling until an owner answers; hot from the moment a large payload is on its
@@ -133,7 +135,8 @@ void MpiTransport::post_request(size_t i, const PeerRequest& req, const Columns&
                   header_tag(id), comm_, &headers_[i]),
         "MPI_Irecv(reply)");
   post_payload(req, id, dest, &payloads_[payload_first_[i]]);
-  const size_t len = wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data());
+  const size_t len =
+      wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data(), sender_);
   check(MPI_Isend(request_bufs_[req.peer].data(), static_cast<int>(len), MPI_BYTE, req.peer, kRequestTag, comm_,
                   &sends_[i]),
         "MPI_Isend(request)");
@@ -191,6 +194,7 @@ bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& 
     return true;
   }
   out.owner_size = reply.owner_size;
+  out.owner_full = (reply.flags & wire::kFlagFull) != 0;
   if (!ok) {
     fail_request(i, static_cast<wire::Status>(reply.status), out);  // no payload follows
     return true;

@@ -128,6 +128,10 @@ void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
   const auto req = wire::decode_request(data, bytes, options_.token, options_.max_rows, rows.size);
   served_.fetch_add(1, std::memory_order_relaxed);
   if (req.status == wire::Status::kBadToken) foreign_.record(source);
+  // A request of this job says how many samples its sender holds (a hand-made one may not).
+  if (req.has_id && req.status != wire::Status::kBadToken && req.status != wire::Status::kMalformed &&
+      req.sender.rank == source)
+    peer_sizes_.heard(source, req.sender.size, req.sender.full);
   if (!req.has_id) {
     // No id, so no reply tag: answer on the anonymous tag, without waiting (a well-behaved
     // requester never sends such a request, so nobody may ever receive it).
@@ -152,7 +156,8 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
                               const Columns* slots_from, OpenReply& reply) {
   const SampleLayout& layout = buffer_->layout();
   const uint32_t rows = slots_from != nullptr ? req.count : 0;
-  const wire::Reply head = wire::make_reply(status, req.request_id, owner_size, rows);
+  const wire::Reply head =
+      wire::make_reply(status, req.request_id, owner_size, rows, owner_size == buffer_->capacity());
   reply.header.resize(reply_message_bytes(options_.max_rows));
   std::byte* out = reply.header.data();
   std::memcpy(out, &head, sizeof head);

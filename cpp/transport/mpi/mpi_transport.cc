@@ -63,6 +63,7 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  peer_sizes_.reset(size_);
   agree_on_protocol();
 
   const SampleLayout& layout = buffer_->layout();

@@ -200,6 +200,7 @@ class MpiTransport final : public Transport {
   int rank_ = 0;
   int size_ = 1;
   uint64_t next_request_id_ = 1;
+  wire::Sender sender_;  // what this rank's requests say of its buffer (set per fetch)
   Clock::time_point last_fetch_end_{};
   bool closed_ = false;
 

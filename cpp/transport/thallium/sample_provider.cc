@@ -144,6 +144,10 @@ void SampleProvider::get_samples(const tl::request& req, const std::string& requ
                                               options_.token, options_.max_rows, size);
     wire::Status status = decoded.status;
     if (status == wire::Status::kBadToken && options_.foreign != nullptr) options_.foreign->record(-1);
+    const wire::Sender& from = decoded.sender;
+    if (decoded.has_id && status != wire::Status::kBadToken && status != wire::Status::kMalformed &&
+        options_.sizes != nullptr && from.rank != options_.rank)
+      options_.sizes->heard(from.rank, from.size, from.full);
     if (decoded.has_id && !admitted) status = wire::Status::kClosing;
     uint32_t rows = 0;
     if (status == wire::Status::kOk && decoded.count > 0) {
@@ -158,7 +162,7 @@ void SampleProvider::get_samples(const tl::request& req, const std::string& requ
         status = wire::Status::kTimeout;
       }
     }
-    const wire::Reply header = wire::make_reply(status, decoded.request_id, size, rows);
+    const wire::Reply header = wire::make_reply(status, decoded.request_id, size, rows, size == buffer_->capacity());
     reply.resize(sizeof header + rows * (sizeof(int64_t) + sizeof(float)));
     std::byte* out = reinterpret_cast<std::byte*>(reply.data());
     std::memcpy(out, &header, sizeof header);

@@ -5,7 +5,7 @@
 // RPCs (provider id kProviderId):
 //   reverie_get_samples(request, dest, offsets) -> reply
 //     request: wire::RequestHeader + slots (validated by wire::decode_request: token, count,
-//              slots < size); dest: the requester's exposed receive block (write-only);
+//              slots < size; the sender's rank and size feed PeerSizes); dest: the requester's exposed receive block (write-only);
 //     offsets: one per field, the byte offset in `dest` where this request's first row of
 //              that field lands. For an ok request the owner first pushes the field rows of
 //              the named slots into `dest` (one transfer per field, from one read-only bulk
@@ -34,6 +34,7 @@
 
 #include "buffer/local_buffer.h"
 #include "transport/foreign_requests.h"
+#include "transport/peer_sizes.h"
 #include "transport/wire_format.h"
 
 namespace reverie {
@@ -50,6 +51,8 @@ struct SampleProviderOptions {
   int world_size = 1;      // ranks that may announce closing
   std::chrono::milliseconds push_timeout{30000};
   ForeignRequests* foreign = nullptr;  // counts requests with another job's token (the transport's)
+  PeerSizes* sizes = nullptr;          // records the requesters' sizes (the transport's)
+  int rank = 0;                        // this rank: a request claiming it is ignored for sizes
 };
 
 class SampleProvider final : public tl::provider<SampleProvider> {

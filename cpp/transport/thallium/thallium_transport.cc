@@ -101,9 +101,11 @@ ThalliumTransport::ThalliumTransport(std::shared_ptr<const LocalBuffer> buffer, 
     : buffer_(std::move(buffer)), options_(validated(std::move(options))), engine_(start_engine(options_.address)) {
   try {
     if (!buffer_) throw std::invalid_argument("buffer: expected a LocalBuffer");
+    peer_sizes_.reset(options_.world_size);
     provider_ = std::make_unique<SampleProvider>(
         engine_, buffer_,
-        SampleProviderOptions{options_.token, options_.max_rows, options_.world_size, options_.timeout, &foreign_});
+        SampleProviderOptions{options_.token, options_.max_rows, options_.world_size, options_.timeout, &foreign_,
+                              &peer_sizes_, options_.rank});
     get_samples_ = engine_.define(kGetSamplesRpc);
     closing_ = engine_.define(kClosingRpc);
   } catch (...) {
@@ -188,6 +190,8 @@ void ThalliumTransport::fetch(const std::vector<PeerRequest>& requests, const Co
   replies.assign(n, PeerReply{});
   const bool back_to_back = Clock::now() - last_fetch_end_ < kBackToBack;
   const ExposedBlock& block = exposed(dest);
+  const size_t own = buffer_->size();
+  const wire::Sender sender{options_.rank, own, own == buffer_->capacity()};
   ids_.resize(n);
   issued_.assign(n, false);
   pending_.clear();
@@ -198,7 +202,8 @@ void ThalliumTransport::fetch(const std::vector<PeerRequest>& requests, const Co
     ids_[i] = next_request_id_++;
     std::string& bytes = request_bytes_[i];
     bytes.resize(wire::request_bytes(req.count));
-    wire::encode_request(options_.token, ids_[i], req.slots, req.count, reinterpret_cast<std::byte*>(bytes.data()));
+    wire::encode_request(options_.token, ids_[i], req.slots, req.count, reinterpret_cast<std::byte*>(bytes.data()),
+                         sender);
     std::vector<uint64_t>& offsets = offsets_[i];
     for (size_t f = 0; f < fields; ++f) offsets[f] = block.field_offset[f] + req.first_row * layout.row_bytes(f);
     try {
@@ -231,6 +236,7 @@ void ThalliumTransport::fetch(const std::vector<PeerRequest>& requests, const Co
     }
     replies[i].status = static_cast<wire::Status>(reply.status);
     replies[i].owner_size = reply.owner_size;
+    replies[i].owner_full = (reply.flags & wire::kFlagFull) != 0;
     if (ok && req.count > 0) {
       const std::byte* labels = reinterpret_cast<const std::byte*>(msg.data()) + sizeof reply;
       std::memcpy(dest.at(layout, layout.label_column(), req.first_row), labels, req.count * sizeof(int64_t));
