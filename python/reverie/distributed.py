@@ -104,7 +104,11 @@ class DistributedRehearsalBuffer:
         size_refresh: int = 8,
     ) -> None:
         check_buffer_args(capacity, num_classes, candidates, seed)
-        if isinstance(size_refresh, bool) or not isinstance(size_refresh, int) or not 1 <= size_refresh <= 2**32 - 1:
+        if (
+            isinstance(size_refresh, bool)
+            or not isinstance(size_refresh, int)
+            or not 1 <= size_refresh <= 2**32 - 1
+        ):
             raise ValueError(f"size_refresh: expected an int of at least 1 (draws), got {size_refresh!r}")
         check_replay(replay)
         check_draws(draws)

@@ -29,7 +29,16 @@ def test_header_layout_is_fixed():
     data = _core.wire_encode_request(TOKEN, 5, [3])
     magic, version, flags, token, request_id, count, rank, size = struct.unpack_from("<IHHQQIiQ", data)
     # rank -1 and size 0: a hand-made request says nothing about its sender's buffer
-    assert (magic, version, flags, token, request_id, count, rank, size) == (0x51525652, 2, 0, TOKEN, 5, 1, -1, 0)
+    assert (magic, version, flags, token, request_id, count, rank, size) == (
+        0x51525652,
+        2,
+        0,
+        TOKEN,
+        5,
+        1,
+        -1,
+        0,
+    )
     assert _core.WIRE_REPLY_BYTES == 32
 
 
