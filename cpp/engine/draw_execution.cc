@@ -137,6 +137,14 @@ bool RehearsalEngine::drive_parked(std::unique_lock<std::mutex>& lock, Draw& slo
 }
 
 void RehearsalEngine::learned(int peer, uint64_t size, bool full) {
+  // Growing: first heard, or its size changed since a hearing at an earlier draw.
+  if (heard_at_[peer] == kNever) {
+    growing_[peer] = true;
+  } else if (heard_at_[peer] < draws_begun_) {
+    growing_[peer] = size != sizes_[peer];
+  } else {
+    growing_[peer] = growing_[peer] || size != sizes_[peer];
+  }
   sizes_[peer] = size;
   full_[peer] = full;
   heard_at_[peer] = draws_begun_;

@@ -41,6 +41,7 @@ void RehearsalEngine::restore(const EngineState& state) {
   pass_.set_state(state.pass);
   // The restored sizes count as heard now; what the server heard before is dropped.
   std::fill(full_.begin(), full_.end(), false);
+  std::fill(growing_.begin(), growing_.end(), true);  // confirmed by the next draw
   std::fill(heard_at_.begin(), heard_at_.end(), draws_begun_);
   if (transport_) {
     const PeerSizes& heard = transport_->peer_sizes();

@@ -43,6 +43,7 @@ RehearsalEngine::RehearsalEngine(std::shared_ptr<LocalBuffer> buffer, std::share
   sizes_.assign(world, 0);
   excluded_.assign(world, false);
   full_.assign(world, false);
+  growing_.assign(world, true);
   heard_at_.assign(world, kNever);
   heard_at_[self_] = 0;
   seen_stamp_.assign(world, 0);

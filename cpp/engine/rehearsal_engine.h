@@ -45,10 +45,12 @@ struct EngineOptions {
   uint64_t seed = 0;
   bool passes = false;  // draws walk passes over the global buffer (PassOrder), not independent
   // A draw sends requests only to the owners its plan takes rows from, and plans with the
-  // peers' sizes as last heard (from any request or reply between the two ranks). A peer
-  // whose buffer was not full and that nothing was heard from for this many of this rank's
-  // draws gets a size query with the next draw: no plan uses a size older than this many
-  // draws (full buffers never change size). README "How draws learn the peers' sizes".
+  // peers' sizes as last heard (from any request or reply between the two ranks). A size
+  // query goes with the next draw to a peer not full and not heard from during this draw if
+  // it was growing (heard once only, or its size changed between two hearings), and to any
+  // peer not full that nothing was heard from for this many of this rank's draws. So a
+  // growing peer's size is at most one draw old, a settled one's at most this many, a full
+  // one's is final. README "How draws learn the peers' sizes".
   uint32_t size_refresh = 8;
 };
 
@@ -192,7 +194,10 @@ class RehearsalEngine {
   void learned(int peer, uint64_t size, bool full);
   // Whether the next draw must ask `peer` for its size (mu_ held).
   bool size_stale(int peer) const {
-    return heard_at_[peer] == kNever || (!full_[peer] && draws_begun_ - heard_at_[peer] >= options_.size_refresh);
+    if (heard_at_[peer] == kNever) return true;
+    if (full_[peer]) return false;
+    const uint64_t age = draws_begun_ - heard_at_[peer];
+    return (growing_[peer] && age >= 1) || age >= options_.size_refresh;
   }
   // Reads the replies of a completed fetch, compacts the rows and counts the draw.
   size_t end_draw(const Draw& draw);
@@ -260,6 +265,7 @@ class RehearsalEngine {
   std::vector<uint64_t> sizes_;
   std::vector<bool> excluded_;
   std::vector<bool> full_;            // the peer's buffer was full when last heard: its size is final
+  std::vector<bool> growing_;         // heard once only, or its size changed between two draws' hearings
   std::vector<uint64_t> heard_at_;    // draws_begun_ when the peer's size was last heard; kNever
   std::vector<uint64_t> seen_stamp_;  // the transport's PeerSizes stamps already taken
   uint64_t seen_changes_ = 0;         // PeerSizes::changes() already taken

@@ -68,18 +68,22 @@ class DistributedRehearsalBuffer:
         replay: ``"online"`` (default) or ``"past"``, as for :class:`reverie.RehearsalBuffer`:
             with ``"past"``, ``add`` stages this rank's candidates and :meth:`end_task`
             commits them, so every draw (on any rank) returns samples of finished tasks only.
-        size_refresh: the most of this rank's draws a peer's size may be used without news of
-            it (default 8; see below).
+        size_refresh: the most of this rank's draws a settled peer's size may be used without
+            news of it (default 8; see below).
         draws: ``"independent"`` (default) or ``"passes"``, as for :class:`reverie.RehearsalBuffer`:
             with ``"passes"`` this rank's successive draws walk one random order of the union
             of all ranks' samples (a new pass whenever the global size it plans with changes).
 
     A draw sends requests only to the ranks its plan takes rows from. It plans with each
     peer's size as last heard: every request carries its sender's size and every reply its
-    owner's, and a rank's first draw asks every peer first. A peer whose buffer was not full
-    and that this rank heard nothing from for ``size_refresh`` of its draws is asked its size
-    with the next draw, so no plan uses a size older than ``size_refresh`` draws (full buffers
-    never change size). ``engine_stats()`` counts ``requests_sent`` and ``size_messages``.
+    owner's, and a rank's first draw asks every peer first. A peer whose buffer is not full
+    gets a size query with the next draw that takes none of its rows when it is growing (its
+    size changed between two of this rank's draws; one draw old at most) or when this rank
+    heard nothing from it for ``size_refresh`` draws (settled: ``size_refresh`` draws old at
+    most). Full buffers never change size and are never asked again; :meth:`end_task` makes
+    the next draw ask every peer. While the buffers fill, a draw may message every peer, as
+    before; once they settle, about ``min(r, P - 1)``. ``engine_stats()`` counts
+    ``requests_sent`` and ``size_messages``.
 
     Construction is collective: the ranks agree on the job token, the engine, the fields
     (names, shapes, dtypes), max_representatives and the wire version, and every rank

@@ -1,9 +1,10 @@
 // The draw protocol over many ranks: a draw messages only the owners its plan takes rows
 // from, learns every peer's size before its first plan, and keeps sizes fresh from what
-// requests and replies carry, with a size query only for a peer heard nothing from for
-// size_refresh draws (never for a full one).
+// requests and replies carry, with a size query only for a growing peer not heard from this
+// draw or a settled one heard nothing from for size_refresh draws (never for a full one).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -120,7 +121,9 @@ TEST(DrawProtocolTest, DrawsMessageOnlyTheOwnersTheyTakeRowsFrom) {
         ++data;
       } else if (d > 1) {
         EXPECT_FALSE(kFull[r.peer]) << "draw " << d << ": a full peer's size is final";
-        EXPECT_GE(d - last_contact[r.peer], 8) << "draw " << d << ": peer " << r.peer << " was heard recently";
+        if (d > 2) {  // the second draw confirms the sizes the first one heard
+          EXPECT_GE(d - last_contact[r.peer], 8) << "draw " << d << ": peer " << r.peer << " was heard recently";
+        }
       }
       last_contact[r.peer] = d;
     }
@@ -136,7 +139,7 @@ TEST(DrawProtocolTest, DrawsMessageOnlyTheOwnersTheyTakeRowsFrom) {
   EXPECT_GT(s.requests_sent, draws);  // 220 of 440 samples are remote: most draws send some
   // The empty peer is asked every 8th draw at most; the partly filled ones less (their rows
   // are drawn); the full ones never after the first draw.
-  EXPECT_LE(s.size_messages, 7u + 4u * draws / 8);
+  EXPECT_LE(s.size_messages, 7u + 4u + 4u * draws / 8);
   EXPECT_EQ(s.failed_requests, 0u);
 }
 
@@ -157,8 +160,9 @@ TEST(DrawProtocolTest, SizesHeardFromPeersRequestsReplaceSizeQueries) {
       EXPECT_FALSE(r.count == 0 && (r.peer == 2 || r.peer == 5)) << "fetch " << i << ": peer " << r.peer;
     }
   }
-  // Only the partly filled peers 1 and 6 may need a query, when no draw took their rows.
-  EXPECT_LE(fleet.engine.stats().size_messages - queries, 2u * 40 / 8);
+  // Only the partly filled peers 1 and 6 may need a query, when no draw took their rows:
+  // once to confirm their first size, then every 8 draws.
+  EXPECT_LE(fleet.engine.stats().size_messages - queries, 2u + 2u * 40 / 8);
 }
 
 TEST(DrawProtocolTest, AStaleSizeIsRefreshedWithinSizeRefreshDraws) {
@@ -172,6 +176,30 @@ TEST(DrawProtocolTest, AStaleSizeIsRefreshedWithinSizeRefreshDraws) {
   }
   EXPECT_GE(seen_at, 1);
   EXPECT_LE(seen_at, 4) << "a size is never used for more than size_refresh draws without news";
+}
+
+TEST(DrawProtocolTest, AGrowingPeerIsAskedEveryDrawUntilItSettles) {
+  // Peers 1..3 hold nothing this rank draws (r = 1 against its own 40 rows keeps most draws
+  // local), so what reaches them besides data requests is size queries.
+  Fleet fleet({0, 1, 1, 1}, {false, false, false, false}, /*refresh=*/8);
+  fleet.draw(1);
+  uint64_t size = 1;
+  for (int d = 0; d < 6; ++d) {  // peer 1 grows between draws: known one draw late at most
+    size += 1;
+    fleet.transport->set_size(1, size);
+    const uint64_t queries = fleet.engine.stats().size_messages;
+    fleet.draw(1);
+    EXPECT_GE(fleet.engine.known_sizes()[1], size - 1) << "draw " << d;
+    const auto& last = fleet.transport->fetches.back();
+    const bool asked = std::any_of(last.begin(), last.end(), [](const PeerRequest& r) { return r.peer == 1; });
+    EXPECT_TRUE(asked) << "draw " << d << ": a growing peer is messaged every draw";
+    EXPECT_LE(fleet.engine.stats().size_messages - queries, d == 0 ? 3u : 1u);
+  }
+  const uint64_t queries = fleet.engine.stats().size_messages;
+  for (int d = 0; d < 16; ++d) fleet.draw(1);
+  EXPECT_EQ(fleet.engine.known_sizes()[1], size);
+  // Settled: one query confirms it, then one per peer every 8 draws at most.
+  EXPECT_LE(fleet.engine.stats().size_messages - queries, 1u + 3u * 16 / 8);
 }
 
 }  // namespace
