@@ -61,17 +61,22 @@ inline us hot_window(us chosen, double scale = hot_window_scale()) {
   return std::chrono::duration_cast<us>(std::chrono::duration<double, std::micro>(chosen) * scale);
 }
 
-// ---- The idle MPI server's longest sleep: a run-time option ----
+// ---- The idle MPI server's longest sleep: derived at start-up, or a run-time option ----
 
 // How long an owner with nothing to do may sleep between looks for requests: a request that
 // finds its server asleep waits about half of it, and every look costs CPU. Dev box, MPI
-// engine, 2 ranks idle (benchmarks/idle_server.py): 12 ms (the default) 0.4% of a core,
-// 500 us 4.6%, 200 us 9.2%. In lockstep training the training thread answers waiting
-// requests at each step boundary (serve_waiting), so the default spares the CPU; ranks
-// whose training thread rarely enters the engine and that must answer within ~0.25 ms (an
-// owner that only serves) can lower it. Machine-specific (the cost of one look).
+// engine, 2 ranks idle (benchmarks/idle_server.py): 12 ms 0.4% of a core (p50 of a draw
+// from an idle owner 106x the raw exchange), 500 us 4.3-4.8% (4.3x), 200 us 9.2%. With
+// owner-only draws one sleepy owner is the whole draw, so where every rank has a core of its
+// own (GPU jobs: the CPU side idles most of each step) the server sleeps at most
+// kSpareCoreIdleSleep; where ranks outnumber the cores of their node (CPU-only jobs, this
+// box at 4+ ranks) the CPU is worth more than the latency and it sleeps up to
+// kCrowdedIdleSleep (the training thread still answers waiting requests at each step
+// boundary). REVERIE_IDLE_SLEEP_US overrides both.
 inline constexpr const char* kIdleSleepEnv = "REVERIE_IDLE_SLEEP_US";
-inline constexpr us kDefaultIdleSleep{12000}, kLeastIdleSleep{50}, kMostIdleSleep{1000000};
+inline constexpr us kSpareCoreIdleSleep{500}, kCrowdedIdleSleep{12000};
+inline constexpr us kDefaultIdleSleep = kCrowdedIdleSleep;  // before the transport knows its node
+inline constexpr us kLeastIdleSleep{50}, kMostIdleSleep{1000000};
 
 // The sleep `text` asks for, in whole microseconds within [kLeastIdleSleep, kMostIdleSleep].
 inline std::optional<us> parse_idle_sleep(const char* text) {
@@ -82,19 +87,28 @@ inline std::optional<us> parse_idle_sleep(const char* text) {
   return us{value};
 }
 
-// REVERIE_IDLE_SLEEP_US, or the default (with one line on stderr naming what was expected).
-inline us idle_max_sleep() {
-  static const us sleep = [] {
+// REVERIE_IDLE_SLEEP_US, if set and valid (else one line on stderr naming what was expected).
+inline std::optional<us> idle_sleep_override() {
+  static const std::optional<us> sleep = []() -> std::optional<us> {
     const char* text = std::getenv(kIdleSleepEnv);
-    if (text == nullptr) return kDefaultIdleSleep;
-    if (const auto value = parse_idle_sleep(text)) return *value;
+    if (text == nullptr) return std::nullopt;
+    if (const auto value = parse_idle_sleep(text)) return value;
     std::fprintf(stderr, "reverie: %s=%s ignored: expected whole microseconds in [%lld, %lld]\n", kIdleSleepEnv,
                  text, static_cast<long long>(kLeastIdleSleep.count()),
                  static_cast<long long>(kMostIdleSleep.count()));
-    return kDefaultIdleSleep;
+    return std::nullopt;
   }();
   return sleep;
 }
+
+// The idle server's longest sleep for a rank with `cores_per_rank` cores of its node.
+inline us idle_max_sleep(double cores_per_rank) {
+  if (const auto chosen = idle_sleep_override()) return *chosen;
+  return cores_per_rank >= 1.0 ? kSpareCoreIdleSleep : kCrowdedIdleSleep;
+}
+
+// Kept for callers that do not know their node (closing): the override, else the longest.
+inline us idle_max_sleep() { return idle_sleep_override().value_or(kDefaultIdleSleep); }
 
 // ---- Background threads (common/backoff.h) ----
 
@@ -171,8 +185,9 @@ inline const us kActiveSpin = hot_window(us{1000});
 // late owner took ~12 ms of CPU per 250 ms step: 4 ranks on 2 cores, dev box,
 // benchmarks/overhead.py). Machine-specific.
 inline const us kShortSpin = hot_window(us{30}), kShortMinSleep{100}, kShortMaxSleep{400};
-// The server's hot window after a request ("50 us hot"), then sleeps doubling up to
-// kIdleMaxSleep (REVERIE_IDLE_SLEEP_US, above). Machine-specific (dev box, 2 ranks on 2 cores).
+// The server's hot window after a request ("50 us hot"), then sleeps doubling up to the
+// transport's idle sleep (idle_max_sleep, above; kIdleMaxSleep where the node is unknown).
+// Machine-specific (dev box, 2 ranks on 2 cores).
 inline const us kIdleSpin = hot_window(us{50}), kIdleMaxSleep = idle_max_sleep();
 // Requests from one requester closer together than kBurstGap are a burst (back-to-back
 // draws): the server stays hot for four times the gap (at least kBurstMinSpin), so the next
@@ -185,8 +200,8 @@ inline constexpr us kBurstGap{1000}, kBurstMinSpin{200};
 // took ~50 instead of ~90 us of CPU per 5 ms training step (2 ranks on 2 cores, dev box):
 // small requests arriving mid-step are answered at the next step boundary anyway
 // (serve_waiting), so the server need not probe often.
-// Never above kIdleMaxSleep.
-inline const us kServerMinSleep = std::min(us{1000}, kIdleMaxSleep);
+// Never above the idle sleep.
+inline us server_min_sleep(us idle_sleep) { return std::min(us{1000}, idle_sleep); }
 // First sleep while close() waits for the peers' barrier. Not measured on its own.
 inline constexpr us kIdleMinSleep{100};
 // Rows per hindexed_block payload message. MPICH reads a scattered send in place only

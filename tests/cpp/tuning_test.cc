@@ -48,11 +48,17 @@ TEST(IdleSleep, RefusesWhatIsNotASleep) {
   }
 }
 
-TEST(IdleSleep, DefaultKeepsTheMeasuredValueAndTheFirstSleepBelowIt) {
+TEST(IdleSleep, DerivedFromTheCoresEachRankHas) {
   ASSERT_EQ(std::getenv(kIdleSleepEnv), nullptr);
   EXPECT_EQ(mpi::kIdleMaxSleep, kDefaultIdleSleep);
-  EXPECT_EQ(mpi::kServerMinSleep, us{1000});
-  EXPECT_LE(mpi::kServerMinSleep, mpi::kIdleMaxSleep);
+  EXPECT_EQ(idle_max_sleep(1.0), kSpareCoreIdleSleep);  // a core per rank (GPU jobs): answer fast
+  EXPECT_EQ(idle_max_sleep(8.0), kSpareCoreIdleSleep);
+  EXPECT_EQ(idle_max_sleep(0.5), kCrowdedIdleSleep);  // more ranks than cores: spare the CPU
+  EXPECT_LT(kSpareCoreIdleSleep, kCrowdedIdleSleep);
+  for (const us sleep : {kSpareCoreIdleSleep, kCrowdedIdleSleep}) {
+    EXPECT_LE(mpi::server_min_sleep(sleep), sleep);
+    EXPECT_LE(mpi::server_min_sleep(sleep), us{1000});
+  }
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ void MpiTransport::serve_loop() {
   name_this_thread("reverie-server");
   Backoff::tighten_timer_slack();
   Backoff::lower_priority();
-  Backoff backoff(kIdleMaxSleep, kIdleSpin, kServerMinSleep);
+  Backoff backoff(idle_sleep_, kIdleSpin, server_min_sleep(idle_sleep_));
   // While replies are open: a rendezvous message past single-copy moves in chunks, each
   // needing this side's progress, and a reply holds the rows read-locked (inserts wait)
   // until the requester has read them. Hot briefly (longer for a requester drawing back

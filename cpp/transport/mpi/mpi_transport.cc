@@ -6,6 +6,11 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "common/backoff.h"
 #include "common/thread_name.h"
@@ -41,7 +46,7 @@
 // 5 ms training step (2 ranks on 2 cores) against ~50 us now: during training requests
 // come once per step, and every wake-up costs ~5-25 us of CPU (the most in a VM) that the
 // step itself needs on a box with fewer cores than threads.
-// The hot windows and sleeps (kHotSpin, kShortSpin, kIdleSpin, kBurstGap, kServerMinSleep,
+// The hot windows and sleeps (kHotSpin, kShortSpin, kIdleSpin, kBurstGap, server_min_sleep,
 // ...), each with the measurement that chose it, are in common/tuning.h.
 
 namespace reverie {
@@ -65,6 +70,7 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   MPI_Comm_size(comm_, &size_);
   peer_sizes_.reset(size_);
   agree_on_protocol();
+  idle_sleep_ = tuning::idle_max_sleep(cores_per_rank());
 
   const SampleLayout& layout = buffer_->layout();
   const uint32_t max_rows = options_.max_rows;
@@ -96,6 +102,25 @@ void MpiTransport::agree_on_protocol() {
   check(MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_INT64_T, MPI_MIN, comm_), "MPI_Allreduce(protocol)");
   eager_bytes_ = static_cast<size_t>(agreed[0]);
   gather_rows_ = agreed[1] != 0;
+}
+
+// Cores of this node per rank on it: the ranks sharing the node (MPI_COMM_TYPE_SHARED) split
+// the cores this process may run on, unless the launcher bound each rank to its own.
+double MpiTransport::cores_per_rank() const {
+  MPI_Comm node = MPI_COMM_NULL;
+  int local = 1;
+  if (MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+  }
+  const unsigned online = std::max(1u, std::thread::hardware_concurrency());
+  unsigned mine = online;
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) mine = static_cast<unsigned>(CPU_COUNT(&set));
+#endif
+  if (mine < online) return mine;  // bound by the launcher: these cores are this rank's
+  return static_cast<double>(online) / std::max(1, local);
 }
 
 void MpiTransport::stop_server() {

@@ -182,6 +182,8 @@ class MpiTransport final : public Transport {
   void wake_server();
   // The server's pause between empty probes: yields while hot, else sleeps unless woken.
   void idle_pause(Backoff& backoff);
+  // Cores of this node per rank on it (for the idle sleep: tuning::mpi::idle_max_sleep).
+  double cores_per_rank() const;
 
   std::shared_ptr<const LocalBuffer> buffer_;
   MpiTransportOptions options_;
@@ -239,6 +241,7 @@ class MpiTransport final : public Transport {
   const wire::Reply anonymous_reply_ = wire::make_reply(wire::Status::kMalformed, 0, 0, 0);
 
   std::atomic<bool> stop_{false};
+  std::chrono::microseconds idle_sleep_{tuning::mpi::kIdleMaxSleep};  // the server's longest idle sleep
   // A caller that finds a large request waiting wakes the server (see wake_server).
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;
