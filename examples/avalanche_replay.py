@@ -49,7 +49,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     # MODEL CREATION (the same weights on every rank; DDP averages the gradients)
     torch.manual_seed(args.seed)
-    model = DistributedHelper.wrap_model(SimpleMLP(num_classes=10, hidden_size=256, hidden_layers=2, drop_rate=0))
+    model = DistributedHelper.wrap_model(
+        SimpleMLP(num_classes=10, hidden_size=256, hidden_layers=2, drop_rate=0)
+    )
 
     # CREATE THE STRATEGY INSTANCE (NAIVE) with a replay plugin; sizes are per rank
     if args.plugin == "reverie":
