@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite in the venv made by scripts/setup.sh: C++ unit tests (plain,
 # ASan+UBSan, TSan), lint, then pytest (unit, statistical, multi-rank under mpiexec,
-# fault, packaging, experiments).
+# fault, packaging, experiments, Avalanche integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 if [ "${CI:-}" = true ]; then  # CI runs every engine test on both engines: none may skip for a missing build
   python -c "import reverie._core as c, sys; sys.exit(0 if c.HAVE_MPI and c.HAVE_THALLIUM else 'CI: Reverie was built without MPI or Thallium')"
+  # The Avalanche plugin's tests skip where Avalanche is absent; in CI they must run.
+  python -c "import reverie.integrations.avalanche" 2>/dev/null ||
+    { echo "CI: reverie.integrations.avalanche does not import (pip install -c <(echo torch==2.13.0) '.[avalanche]')"; exit 1; }
 fi
 
 # The sanitizer builds leave the MPI engine out: MPICH's UCX memory hooks (libucm) wrap
