@@ -390,33 +390,37 @@ def predictions(models, sample_bytes: int, rs: list[int], step_ms: float) -> lis
 
 
 def research_setup(models, step_ms: float) -> list[dict]:
-    """ResNet-class steps, 602 KB samples, b = 56, r = 7 and 28, 128 ranks."""
+    """ResNet-class steps, 602 KB samples, b = 56, r = 7 and 28, 16 to 1024 ranks."""
     sample = int(np.prod(SHAPES["602KB"])) * 4 + 12
     rows = []
     for profile, ms in {"measured": models, "hpc": hpc_profile(models)}.items():
-        for r in (7, 28):
-            for m in METHODS:
-                t = predict(ms[m], messages_per_draw(m, 128, r), bytes_per_draw(m, 128, r, sample))
-                rows.append(
-                    {
-                        "profile": profile,
-                        "r": r,
-                        "method": m,
-                        "messages": messages_per_draw(m, 128, r),
-                        "draw_ms": t / 1e3,
-                        "exposed_ms": max(0.0, t / 1e3 - step_ms),
-                    }
-                )
+        for size in [2**k for k in range(4, 11)]:
+            for r in (7, 28):
+                for m in METHODS:
+                    t = predict(ms[m], messages_per_draw(m, size, r), bytes_per_draw(m, size, r, sample))
+                    rows.append(
+                        {
+                            "profile": profile,
+                            "P": size,
+                            "r": r,
+                            "method": m,
+                            "messages": messages_per_draw(m, size, r),
+                            "draw_ms": t / 1e3,
+                            "exposed_ms": max(0.0, t / 1e3 - step_ms),
+                        }
+                    )
     return rows
 
 
-def plot(path: Path, rows: list[dict], preds: list[dict], rs: list[int]) -> None:
+def plot(
+    path: Path, rows: list[dict], preds: list[dict], rs: list[int], research: list[dict], step_ms: float
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     colors = {"reverie": "tab:blue", "raw_all": "tab:red", "raw_owner": "tab:green"}
     styles = {"measured": "-", "hpc": ":"}
     r = max(rs) if len(rs) < 2 else sorted(rs)[len(rs) // 2]
@@ -432,6 +436,8 @@ def plot(path: Path, rows: list[dict], preds: list[dict], rs: list[int]) -> None
             )
         meas = [x for x in rows if x["method"] == m and x["r"] == r]
         axes[0].plot([x["P"] for x in meas], [x["p50_us"] for x in meas], "o", color=colors[m])
+        fitted = [predict(models[m], x["messages"], x["bytes"], stretch_of(x["P"], cores)) for x in meas]
+        axes[0].plot([x["P"] for x in meas], fitted, "x", color=colors[m], ms=8)
     axes[0].set(
         xscale="log",
         yscale="log",
@@ -452,6 +458,19 @@ def plot(path: Path, rows: list[dict], preds: list[dict], rs: list[int]) -> None
     )
     axes[1].set_xscale("log", base=2)
     axes[1].legend(fontsize=7)
+    colors = {"reverie": "tab:blue", "raw_all": "tab:red", "raw_owner": "tab:green"}
+    for m in METHODS:
+        for r, ls in ((7, "-"), (28, "--")):
+            pts = [x for x in research if x["profile"] == "hpc" and x["method"] == m and x["r"] == r]
+            axes[2].plot(
+                [x["P"] for x in pts], [x["draw_ms"] for x in pts], ls, color=colors[m], label=f"{m}, r = {r}"
+            )
+    axes[2].axhline(step_ms, color="k", lw=0.8)
+    axes[2].text(16, step_ms * 1.08, f"training step ({step_ms:g} ms): draws below it are hidden", fontsize=7)
+    axes[2].set(xscale="log", yscale="log", xlabel="ranks P", ylabel="draw (ms)")
+    axes[2].set_title("research setup, hpc profile: 602 KB samples, b = 56", fontsize=9)
+    axes[2].set_xscale("log", base=2)
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -480,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     research = research_setup(models, args.step_ms)
     print(f"\nresearch setup: 128 ranks, 602 KB samples, b = 56, step {args.step_ms:g} ms (--step-ms)")
     print(f"{'profile':>9} {'r':>3} {'method':>10} {'msgs/draw':>9} {'draw_ms':>8} {'exposed_ms':>10}")
-    for x in research:
+    for x in (x for x in research if x["P"] == 128):
         print(
             f"{x['profile']:>9} {x['r']:>3} {x['method']:>10} {x['messages']:>9.1f} {x['draw_ms']:>8.2f} {x['exposed_ms']:>10.2f}"
         )
@@ -493,8 +512,17 @@ def main(argv: list[str] | None = None) -> int:
                 if p["profile"] == profile and p["method"] == m and p["r"] == 7 and p["P"] >= 16
             )
             print(f"  {profile:>8} {m:>10} {cells}   (P = 16 32 64 128 256 512 1024)")
+    print("\nresearch setup, hpc profile, 16..1024 ranks: draw ms (exposed ms per step)")
+    for r in (7, 28):
+        for m in METHODS:
+            cells = " ".join(
+                f"{x['draw_ms']:>6.2f} ({x['exposed_ms']:.1f})"
+                for x in research
+                if x["profile"] == "hpc" and x["method"] == m and x["r"] == r
+            )
+            print(f"  r={r:<3} {m:>10} {cells}   (P = 16 32 64 128 256 512 1024)")
     if args.plot:
-        plot(args.plot, rows, preds, args.r)
+        plot(args.plot, rows, models, cpus, preds, args.r, research, args.step_ms)
         print(f"plot: {args.plot}")
     if args.json:
         args.json.write_text(
