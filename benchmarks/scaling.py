@@ -413,7 +413,14 @@ def research_setup(models, step_ms: float) -> list[dict]:
 
 
 def plot(
-    path: Path, rows: list[dict], preds: list[dict], rs: list[int], research: list[dict], step_ms: float
+    path: Path,
+    rows: list[dict],
+    models: dict[str, dict[str, float]],
+    cores: int,
+    preds: list[dict],
+    rs: list[int],
+    research: list[dict],
+    step_ms: float,
 ) -> None:
     import matplotlib
 
