@@ -24,12 +24,14 @@ against the raw exchanges in the same job is the meaningful part.
 The model (printed after the table, plotted with --plot): a draw that sends m messages and
 receives B bytes takes
 
-    T(m, B) = k * (c0 + a * m + s * H(m)) + B / W,     H(m) = 1 + 1/2 + ... + 1/m
+    T = c0 + a*m + s*H(m) + B/W  +  w*m*o + q*(1 - (1 - o)^m)
 
 c0 the fixed cost of a draw, a the cost per message (issue, serve, complete), B / W the
 transfer, s * H(m) the wait for the slowest of m servers (the expected maximum of m
-exponential delays of mean s), and k = max(1, P / cores) the stretch of CPU time when ranks
-outnumber cores (k = 1 in the extrapolation: one rank per GPU, with its own cores). Fitted per method (non-negative least squares) on every P
+exponential delays of mean s; H(m) = 1 + 1/2 + ... + 1/m). The last two terms are what
+oversubscription adds: o = max(0, 1 - cores/P) is the chance that a peer is off a core when
+needed; each message may wait w for it, and a draw waits a time slice q when any of its m
+peers is off one. o = 0 in the extrapolation (one rank per GPU, with its own cores). Fitted per method (non-negative least squares) on every P
 but the largest measured, which is held out: predicted vs measured is printed for all.
 Messages per draw for P ranks with equal fills: all-peer P - 1; owner-only the expected
 number of distinct peers among r uniform draws, (P - 1) * (1 - (1 - 1/P)^r).
@@ -122,11 +124,20 @@ def raw_exchange(comm, row_bytes: int, r: int, all_peers: bool, seed: int):
         ]
         askers = [q for q in range(size) if q != rank and (all_peers or plan[q][rank] > 0)]
         asks = [comm.Irecv(incoming[q : q + 1], source=q, tag=REQUEST_TAG) for q in askers]
-        for _ in askers:  # answer in the order the requests arrive
-            i = MPI.Request.Waitany(asks)
-            q = askers[i]
-            reqs.append(comm.Isend(send[: int(incoming[q]) * row_bytes], dest=q, tag=DATA_TAG))
-        MPI.Request.Waitall(reqs)
+        # Answer in the order the requests arrive, and poll with a yield rather than MPI's
+        # blocking waits: those spin, and with more ranks than cores a spinning rank holds
+        # the core its peer needs for a whole time slice (milliseconds per exchange).
+        answered = 0
+        while answered < len(askers):
+            i, flag = MPI.Request.Testany(asks)
+            if flag and i != MPI.UNDEFINED:
+                q = askers[i]
+                reqs.append(comm.Isend(send[: int(incoming[q]) * row_bytes], dest=q, tag=DATA_TAG))
+                answered += 1
+            else:
+                os.sched_yield()
+        while not MPI.Request.Testall(reqs):
+            os.sched_yield()
         sent["draws"] += 1
 
     return plans, step, sent
@@ -271,29 +282,33 @@ def harmonic(m: float) -> float:
     return float(digamma(m + 1) + np.euler_gamma)
 
 
-def features(messages: float, nbytes: float, stretch: float = 1.0) -> list[float]:
-    return [stretch, stretch * messages, stretch * harmonic(messages), nbytes]
+COEFFICIENTS = ("c0_us", "a_us", "s_us", "us_per_byte", "wait_us", "slice_us")
 
 
-def stretch_of(size: int, cores: int) -> float:
-    """CPU time stretches by ranks per core when the ranks outnumber the cores."""
-    return max(1.0, size / cores)
+def off_core(size: int, cores: int) -> float:
+    """Chance that a given rank is not on a core when its peer needs it (0 when each rank
+    has a core: the extrapolation)."""
+    return max(0.0, 1.0 - cores / size)
+
+
+def features(messages: float, nbytes: float, idle: float = 0.0) -> list[float]:
+    # c0, a*m, s*H(m), B/W; then what oversubscription adds: each message may find its peer
+    # off a core (wait*m*o), and a draw waits a time slice when any of its m peers is off one.
+    return [1.0, messages, harmonic(messages), nbytes, messages * idle, 1.0 - (1.0 - idle) ** messages]
 
 
 def fit(rows: list[dict], cores: int) -> dict[str, float]:
-    """Non-negative least squares of p50 on k*(1, m, H(m)) and B (k: stretch_of), with
-    relative errors weighted alike."""
+    """Non-negative least squares of p50 on the features, relative errors weighted alike."""
     from scipy.optimize import nnls
 
-    x = [features(r["messages"], r["bytes"], stretch_of(r["P"], cores)) for r in rows]
+    x = [features(r["messages"], r["bytes"], off_core(r["P"], cores)) for r in rows]
     a = np.array(x) / np.array([[r["p50_us"]] for r in rows])
     coef, _ = nnls(a, np.ones(len(rows)))
-    return {"c0_us": coef[0], "a_us": coef[1], "s_us": coef[2], "us_per_byte": coef[3]}
+    return dict(zip(COEFFICIENTS, map(float, coef), strict=True))
 
 
-def predict(model: dict[str, float], messages: float, nbytes: float, stretch: float = 1.0) -> float:
-    coef = [model["c0_us"], model["a_us"], model["s_us"], model["us_per_byte"]]
-    return float(np.dot(coef, features(messages, nbytes, stretch)))
+def predict(model: dict[str, float], messages: float, nbytes: float, idle: float = 0.0) -> float:
+    return float(np.dot([model[c] for c in COEFFICIENTS], features(messages, nbytes, idle)))
 
 
 def messages_per_draw(method: str, size: int, r: int) -> float:
@@ -345,20 +360,17 @@ def growth(rows: list[dict]) -> None:
 
 
 def validate(rows: list[dict], models: dict[str, dict[str, float]], held_out: int, cores: int) -> None:
-    print(
-        f"\nmodel: T = k*(c0 + a*m + s*H(m)) + B/W, k = max(1, P/{cores} cores), "
-        f"fitted on P < {held_out} (P = {held_out} held out)"
-        if held_out
-        else f"\nmodel: T = k*(c0 + a*m + s*H(m)) + B/W, k = max(1, P/{cores} cores), fitted on every P"
-    )
+    scope = f"fitted on P < {held_out} (P = {held_out} held out)" if held_out else "fitted on every P"
+    print(f"\nmodel: T = c0 + a*m + s*H(m) + B/W + w*m*o + q*(1-(1-o)^m), o = max(0, 1 - {cores}/P); {scope}")
     for m, model in models.items():
         print(
             f"  {m:>10}: c0 {model['c0_us']:.1f} us, a {model['a_us']:.2f} us/msg, s {model['s_us']:.1f} us, "
-            f"W {1 / max(model['us_per_byte'], 1e-12) / 1e3:.2f} GB/s"
+            f"W {1 / max(model['us_per_byte'], 1e-12) / 1e3:.2f} GB/s, w {model['wait_us']:.0f} us, "
+            f"q {model['slice_us']:.0f} us"
         )
     print(f"{'P':>4} {'r':>3} {'method':>10} {'measured_us':>11} {'predicted_us':>12} {'pred/meas':>9}")
     for row in rows:
-        pred = predict(models[row["method"]], row["messages"], row["bytes"], stretch_of(row["P"], cores))
+        pred = predict(models[row["method"]], row["messages"], row["bytes"], off_core(row["P"], cores))
         tag = "  (held out)" if row["P"] == held_out else ""
         print(
             f"{row['P']:>4} {row['r']:>3} {row['method']:>10} {row['p50_us']:>11.1f} {pred:>12.1f} {pred / row['p50_us']:>9.2f}{tag}"
@@ -443,7 +455,7 @@ def plot(
             )
         meas = [x for x in rows if x["method"] == m and x["r"] == r]
         axes[0].plot([x["P"] for x in meas], [x["p50_us"] for x in meas], "o", color=colors[m])
-        fitted = [predict(models[m], x["messages"], x["bytes"], stretch_of(x["P"], cores)) for x in meas]
+        fitted = [predict(models[m], x["messages"], x["bytes"], off_core(x["P"], cores)) for x in meas]
         axes[0].plot([x["P"] for x in meas], fitted, "x", color=colors[m], ms=8)
     axes[0].set(
         xscale="log",
