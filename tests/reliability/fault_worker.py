@@ -1,8 +1,11 @@
-"""Runs under ``mpiexec -disable-auto-cleanup -n 4``. Rank 3 really dies mid-run (crash:
+"""Runs under ``mpiexec -disable-auto-cleanup -n 4`` (MPICH; Open MPI: ``--enable-recovery``):
+``fault_worker.py FAULT ENGINE OUT_DIR``. Rank 3 really dies mid-run (crash:
 ``os._exit`` with its threads running, no close, no MPI_Finalize — to its peers exactly what
 a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
 tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
-and close within the timeout. Each rank writes one JSON line; survivors then simply return:
+and close within the timeout. Each rank writes its JSON result to OUT_DIR/rank<N>.json (Open
+MPI's launcher, once a rank failed, may drop the survivors' stdout) and prints it; survivors
+then simply return:
 Reverie must end them although MPI_Finalize would wait for the lost peer forever."""
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import torch
 from mpi4py import MPI
@@ -22,8 +26,12 @@ VICTIM = 3
 TIMEOUT = 3.0
 
 
-def emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
+def emit(obj: dict, out_dir: Path) -> None:
+    text = json.dumps(obj)
+    part = out_dir / f"rank{obj['rank']}.json.part"
+    part.write_text(text)
+    part.rename(out_dir / f"rank{obj['rank']}.json")  # whole or absent for the reader
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -44,7 +52,7 @@ def intact(s) -> bool:
 
 
 def main() -> None:
-    fault, engine = sys.argv[1], sys.argv[2]
+    fault, engine, out_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     # Hydra (-disable-auto-cleanup) tells survivors of a failure with SIGUSR1, which would
     # terminate them by default; a job that wants to outlive a peer ignores it.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -61,7 +69,7 @@ def main() -> None:
     dbuf.get_remote_samples(16).wait()  # every rank now knows every peer's size
     comm.Barrier()
     if rank == VICTIM:
-        emit({"rank": rank, "pid": os.getpid(), "victim": True})
+        emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
         if fault == "crash":
             os._exit(137)
         os.kill(os.getpid(), signal.SIGSTOP)
@@ -87,7 +95,8 @@ def main() -> None:
             "slowest_draw_s": slowest,
             "from_victim_after_exclusion": from_victim,
             "close_s": time.perf_counter() - t,
-        }
+        },
+        out_dir,
     )
 
 
