@@ -87,7 +87,7 @@ bool MpiTransport::match_request(Waiting& out, int source) {
 // copy (serve_all_waiting): on a box with no core to spare the server thread waits for
 // one until the copy ends, and the peer waited ~1 ms for its reply (2 ranks on 2 cores,
 // 28 x 602 KB draws).
-void MpiTransport::serve_waiting_up_to(size_t most) {
+void MpiTransport::serve_waiting_up_to(bool eager_only) {
   if (stop_.load(std::memory_order_relaxed)) return;
   std::unique_lock lock(serve_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return;
@@ -98,7 +98,7 @@ void MpiTransport::serve_waiting_up_to(size_t most) {
     if (MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, comm_, &flag, &status) != MPI_SUCCESS || !flag) return;
     int bytes = 0;
     MPI_Get_count(&status, MPI_BYTE, &bytes);
-    if (largest_reply_message(bytes) > most) {
+    if (eager_only && largest_reply_message(status.MPI_SOURCE, bytes) > paths_[status.MPI_SOURCE].eager_bytes) {
       wake_server();
       return;  // nobody else matches it meanwhile: serve_mu_ is held
     }
@@ -108,11 +108,11 @@ void MpiTransport::serve_waiting_up_to(size_t most) {
   }
 }
 
-size_t MpiTransport::largest_reply_message(int bytes) const {
+size_t MpiTransport::largest_reply_message(int peer, int bytes) const {
   const size_t header = sizeof(wire::RequestHeader);
   const size_t slots = static_cast<size_t>(bytes) > header ? (bytes - header) / sizeof(uint32_t) : 0;
   const auto count = static_cast<uint32_t>(std::min<size_t>(slots, options_.max_rows));
-  return std::max(reply_message_bytes(count), largest_payload_message(count));
+  return std::max(reply_message_bytes(count), largest_payload_message(peer, count));
 }
 
 void MpiTransport::serve_one(MPI_Message message, int source, int bytes) {
@@ -177,11 +177,11 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
             &reply.sends[0]);
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
-    if (gather_rows_) {
+    if (paths_[dest].gathers_in_place) {
       send_gathered(dest, tag, req, *slots_from, f, reply);
       continue;
     }
-    if (rows_per_message(f) == 1) {
+    if (rows_per_message(dest, f) == 1) {
       // Straight from the slots, which stay read-locked until the sends complete.
       for (uint32_t i = 0; i < rows; ++i) {
         reply.sends.push_back(MPI_REQUEST_NULL);
@@ -197,7 +197,7 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
   }
 }
 
-// The library reads the rows in place (gather_rows_), like a bulk transfer from a list of
+// The library reads the rows in place (paths_[dest].gathers_in_place), like a bulk transfer from a list of
 // segments; a datatype may be freed while a send that uses it is still open.
 void MpiTransport::send_gathered(int dest, int tag, const wire::DecodedRequest& req, const Columns& slots_from,
                                  size_t f, OpenReply& reply) {
