@@ -86,7 +86,7 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   server_request_.resize(wire::request_bytes(max_rows));
   replies_.resize(size_);
   open_replies_.reserve(size_);
-  last_request_.assign(size_, Clock::now() - kBurstGap);
+  last_heard_.assign(size_, Clock::now() - kBurstGap);
   server_ = std::thread([this] { serve_loop(); });
 }
 

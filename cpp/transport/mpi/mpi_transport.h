@@ -118,7 +118,8 @@ class MpiTransport final : public Transport {
     MPI_Message message = MPI_MESSAGE_NULL;
     int source = -1;
     int bytes = 0;
-    std::chrono::microseconds burst{0};  // gap to the source's previous request if < kBurstGap, else 0
+    // The source's pause since it last asked or read its last reply, if < kBurstGap, else 0.
+    std::chrono::microseconds burst{0};
   };
   // Matches the next waiting request (from `source`), if any. serve_mu_ held.
   bool match_request(Waiting& out, int source = MPI_ANY_SOURCE);
@@ -248,7 +249,8 @@ class MpiTransport final : public Transport {
   std::vector<int> open_replies_;   // requesters whose reply is open
   size_t packed_bytes_ = 0;         // the packed fields' rows of one reply
   std::vector<MPI_Aint> displs_;    // the requested rows' offsets in a column (send_gathered)
-  std::vector<Clock::time_point> last_request_;  // per source
+  // Per source: when it last asked, or its last reply was over, whichever came later.
+  std::vector<Clock::time_point> last_heard_;
   // Held while receiving or answering a request (server thread, or a caller of serve_waiting()).
   std::mutex serve_mu_;
   // Sent (never modified) to a request whose header cannot be read: no id, so no reply tag.
