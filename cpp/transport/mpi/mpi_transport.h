@@ -134,8 +134,9 @@ class MpiTransport final : public Transport {
     size_t payload_open = 0;  // payload messages not yet complete, as last seen
     bool open = false;
   };
-  // Receives a matched request and posts its reply (serve_mu_ held).
-  void serve_one(MPI_Message message, int source, int bytes);
+  // Receives a matched request and posts its reply (serve_mu_ held). Returns whether its
+  // sender said it draws back to back (wire::kFlagBackToBack).
+  bool serve_one(MPI_Message message, int source, int bytes);
   // Answers waiting requests (with eager_only: those whose reply messages each go out
   // eagerly on the path to their requester; a larger one is left to the server thread,
   // woken for it).
