@@ -4,7 +4,8 @@
 a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
 tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
 and close within the timeout. Each rank writes its JSON result to OUT_DIR/rank<N>.json (Open
-MPI's launcher, once a rank failed, may drop the survivors' stdout) and prints it; survivors
+MPI's launcher, once a rank failed, may drop the survivors' output) and prints it, and its
+stderr to OUT_DIR/rank<N>.err; survivors
 then simply return:
 Reverie must end them although MPI_Finalize would wait for the lost peer forever."""
 
@@ -58,6 +59,10 @@ def main() -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     comm = MPI.COMM_WORLD
     rank = comm.rank
+    # This rank's stderr (Reverie's warnings, and the line it prints when it leaves without
+    # MPI_Finalize) goes to OUT_DIR/rank<N>.err: Open MPI's launcher may drop it otherwise.
+    with open(out_dir / f"rank{rank}.err", "w") as err:
+        os.dup2(err.fileno(), 2)
     dbuf = DistributedRehearsalBuffer(
         200, {"x": ((4,), torch.float32)}, candidates=8, comm=comm, engine=engine, timeout=TIMEOUT
     )
@@ -98,6 +103,15 @@ def main() -> None:
         },
         out_dir,
     )
+    # Open MPI's launcher ends the whole job once a rank leaves without MPI_Finalize (as the
+    # survivors do here, after the lost peer), killing survivors still at work: each waits,
+    # at most 30 s, until every survivor's result is written. MPI cannot be used for that
+    # (its collectives would wait for the dead rank).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        (out_dir / f"rank{r}.json").exists() for r in range(comm.size) if r != VICTIM
+    ):
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":
