@@ -5,6 +5,19 @@ Run under MPI (any number of ranks >= 2); rank 0 prints the table::
     mpiexec -n 2 python benchmarks/remote_fetch.py
     mpiexec -n 4 python benchmarks/remote_fetch.py --quick
 
+or let it launch itself (``--launch``) at several rank counts and over either path between
+ranks (``--path``), with the MPI it was installed against (mpiexec beside this Python, else
+on PATH), and print one table with the ranks, path and MPI on every row::
+
+    python benchmarks/remote_fetch.py --launch 2 4 --path shm net --sizes 12KB 602KB --r 7 28
+
+Paths (``--path``; under a plain mpiexec the environment decides and the table reports it):
+    shm   the MPI library's shared-memory channel between ranks of one node (the default)
+    net   its network module, as between nodes, forced on one node: MPICH with
+          MPIR_CVAR_NOLOCAL=1 (its netmod; the PyPI wheel's is UCX, which picks its own
+          transports), Open MPI with ``--mca pml ob1 --mca btl self,tcp``
+    tcp   sockets only: MPICH as net plus UCX_TLS=tcp,self; Open MPI as net
+
 Two patterns (``--pattern``):
     all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
           each draw is served by the peers' servers while their own draws run (as in
@@ -49,13 +62,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mpi4py
 
 mpi4py.rc.thread_level = "multiple"
+mpi4py.rc.initialize = False  # MPI starts in main(): a --launch run only starts mpiexec
+mpi4py.rc.finalize = True
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
@@ -63,6 +82,7 @@ from mpi4py import MPI  # noqa: E402
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
+PATHS = ("shm", "net", "tcp")
 REQUEST_TAG, DATA_TAG = 11, 12
 
 
@@ -78,6 +98,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--capacity", type=int, default=128, help="buffer capacity per rank (samples; 128 x 602 KB = 77 MB)"
     )
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line on rank 0")
+    p.add_argument(
+        "--launch",
+        type=int,
+        nargs="+",
+        metavar="RANKS",
+        help="start this benchmark under mpiexec at each of these rank counts (and each --path); one table",
+    )
+    p.add_argument(
+        "--path",
+        nargs="+",
+        default=["shm"],
+        choices=list(PATHS),
+        help="with --launch: the paths between ranks to measure (default: shm)",
+    )
+    p.add_argument(
+        "--mpiexec", help="with --launch: the launcher (default: beside this Python, else on PATH)"
+    )
     return p.parse_args(argv)
 
 
@@ -230,6 +267,17 @@ def new_buffer(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
     )
 
 
+def engine_path(dbuf: DistributedRehearsalBuffer) -> str | None:
+    """The path the MPI engine settled with this rank's peers: "shm", "net", "mixed" (some
+    peers each way), or None for another engine."""
+    paths = getattr(dbuf._transport, "peer_paths", None)
+    if not paths:
+        return None
+    rank = dbuf._transport.rank
+    seen = {p["path"] for i, p in enumerate(paths) if i != rank}
+    return seen.pop() if len(seen) == 1 else "mixed"
+
+
 def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, engine_times: list[float]) -> float:
     """One draw of r, waited for; appends the engine's share to engine_times."""
     before = dbuf.engine_stats()["fetch_s"]
@@ -282,6 +330,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
                 cold_times += timed_loop(comm, cold, n_cold)
             times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
             out[r] = case_result(times, before, dbuf.engine_stats(), sample_bytes)
+            out[r]["engine_path"] = engine_path(dbuf)
         comm.Barrier()
     return out
 
@@ -319,6 +368,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
             if rank == 0:
                 times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
                 res = case_result(times, before, dbuf.engine_stats(), sample_bytes)
+                res["engine_path"] = engine_path(dbuf)
             out[r] = comm.bcast(res, root=0)
         idle_barrier(comm)
     return out
@@ -346,8 +396,36 @@ def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
     return statistics.median(timed_loop(comm, round_trip, iters))
 
 
+def mpi_name() -> str:
+    """The MPI library in use, short: "MPICH 5.0.2", "Open MPI 5.0.11"."""
+    first = MPI.Get_library_version().splitlines()[0]
+    if first.startswith("Open MPI"):
+        return "Open MPI " + first.split()[2].lstrip("v").rstrip(",")
+    return first.replace("Version:", "").split()[0] + " " + first.split()[-1]
+
+
+def current_path() -> str:
+    """The path between this job's ranks, as the environment asks the library for it (the
+    launcher's --mca options reach the ranks as OMPI_MCA_* variables)."""
+    if MPI.Get_library_version().startswith("Open MPI"):
+        btl = os.environ.get("OMPI_MCA_btl", "")
+        uses_sm = (
+            btl == ""
+            or (btl.startswith("^") and "sm" not in btl)
+            or (not btl.startswith("^") and "sm" in btl)
+        )
+        return "shm" if uses_sm else "net"  # Open MPI's net is tcp here
+    if os.environ.get("MPIR_CVAR_NOLOCAL", "0").lower() in ("1", "true", "yes"):
+        tls = os.environ.get("UCX_TLS", "")
+        return "tcp" if tls and "tcp" in tls and "sm" not in tls and "cma" not in tls else "net"
+    return "shm"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.launch:
+        return launch(args, argv if argv is not None else sys.argv[1:])
+    MPI.Init_thread(MPI.THREAD_MULTIPLE)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if size < 2:
@@ -356,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds = min(args.seconds, 0.1)
         args.r = sorted({min(r, 8) for r in args.r})
+    path, mpi = current_path(), mpi_name()
     rtt = comm.allreduce(bench_rtt(comm, args), op=MPI.SUM) / size
     rows = []
     for name in args.sizes:
@@ -391,11 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                     "eng_us": engine_s * 1e6,
                     "eng_ratio": engine_s / raw_s,
                     "rtt_us": rtt * 1e6,
+                    "ranks": size,
+                    "path": path,
+                    "engine_path": res[r]["engine_path"],
+                    "mpi": mpi,
                 }
             )
     if rank == 0:
         print(
-            f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={args.engine}, "
+            f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={args.engine}, path={path} "
+            f"(engine: {rows[0]['engine_path'] if rows else None}), "
             f"MPI: {MPI.Get_library_version().splitlines()[0]}"
         )
         header = (
@@ -415,6 +499,88 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print("JSON " + json.dumps(rows))
         sys.stdout.flush()
+    return 0
+
+
+def find_mpiexec(given: str | None) -> str:
+    if given:
+        return given
+    beside = Path(sys.executable).parent / "mpiexec"
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if found is None:
+        raise SystemExit("remote_fetch: no mpiexec beside this Python or on PATH (--mpiexec)")
+    return found
+
+
+def path_launch(mpiexec: str, path: str) -> tuple[list[str], dict[str, str]]:
+    """mpiexec options and environment that put a job on `path` (see the module's help)."""
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=60).stdout
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MPIR_CVAR_NOLOCAL", "UCX_TLS") and "_MCA_" not in k
+    }
+    if "Open MPI" in version:
+        # More ranks than cores, and as root (containers), need Open MPI's consent.
+        env.update(PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe")
+        if os.geteuid() == 0:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        btl = "self,sm" if path == "shm" else "self,tcp"
+        return ["--mca", "pml", "ob1", "--mca", "btl", btl], env
+    if path in ("net", "tcp"):
+        env["MPIR_CVAR_NOLOCAL"] = "1"
+    if path == "tcp":
+        env["UCX_TLS"] = "tcp,self"
+    return [], env
+
+
+def without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv less `options` and the values that follow each."""
+    out, skipping = [], False
+    for a in argv:
+        if a.startswith("--"):
+            skipping = a.split("=")[0] in options
+        if not skipping:
+            out.append(a)
+    return out
+
+
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Runs this benchmark under mpiexec per (path, ranks) and prints one table."""
+    mpiexec = find_mpiexec(args.mpiexec)
+    inner = [*without(argv, ("--launch", "--path", "--mpiexec")), "--json"]
+    rows = []
+    for path in args.path:
+        opts, env = path_launch(mpiexec, path)
+        for n in args.launch:
+            cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner]
+            print(f"# {path}: {' '.join(cmd)}", flush=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+            if proc.returncode != 0 or not lines:
+                print(proc.stdout[-3000:] + proc.stderr[-3000:])
+                return proc.returncode or 1
+            got = json.loads(lines[0][5:])
+            for row in got:
+                # Open MPI's net is tcp already; the engine tells shared memory from network only.
+                said = {path, "net"} if path == "tcp" else {path}
+                engine = row["engine_path"] or ("net" if path == "tcp" else path)
+                if row["path"] not in said or engine != ("net" if path == "tcp" else path):
+                    raise SystemExit(
+                        f"remote_fetch: asked for path {path}; the environment says {row['path']}, "
+                        f"the engine settled {engine}"
+                    )
+            rows += got
+    print(
+        f"{'ranks':>5} {'path':>4} {'MPI':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} {'lat_ratio':>9} "
+        f"{'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6}"
+    )
+    for row in rows:
+        print(
+            f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row['sample']:>6} {row['r']:>3} "
+            f"{row['draw_us']:>9.1f} {row['raw_us']:>9.1f} {row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} "
+            f"{row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} {row['cold_ratio']:>10.2f} {row['remote']:>6.2f}"
+        )
+    if args.json:
+        print("JSON " + json.dumps(rows))
     return 0
 
 

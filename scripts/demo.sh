@@ -5,7 +5,7 @@
 # e.g. `bash scripts/demo.sh --dataset digits`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+REVERIE_OMPI=${REVERIE_OMPI:-0} bash scripts/setup.sh  # the demo needs no second MPI
 . .venv/bin/activate
 export OMP_NUM_THREADS=1
 reverie compare "$@"

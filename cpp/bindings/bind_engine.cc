@@ -123,6 +123,19 @@ void bind_transports(py::module_& m) {
         return mpi == nullptr ? py::object(py::none()) : py::object(py::bool_(mpi->gathers_rows()));
       },
       "MPI engine: whether each field's rows go as one message read in place (else None).");
+  transport.def_property_readonly(
+      "peer_paths",
+      [](Transport& t) -> py::object {
+        auto* mpi = dynamic_cast<MpiTransport*>(&t);
+        if (mpi == nullptr) return py::none();
+        py::list out;
+        for (const PeerPath& p : mpi->peer_paths())
+          out.append(py::dict(py::arg("path") = p.shared_memory ? "shm" : "net",
+                              py::arg("eager_bytes") = p.eager_bytes, py::arg("gathers") = p.gathers_in_place));
+        return out;
+      },
+      "MPI engine: the path to each rank, by rank ({path: 'shm' or 'net', eager_bytes, gathers}; this "
+      "rank's own entry: what a shared-memory peer would get), else None.");
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
   transport.def(
       "send_raw_request",

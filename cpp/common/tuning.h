@@ -189,9 +189,9 @@ inline const us kShortSpin = hot_window(us{30}), kShortMinSleep{100}, kShortMaxS
 // transport's idle sleep (idle_max_sleep, above; kIdleMaxSleep where the node is unknown).
 // Machine-specific (dev box, 2 ranks on 2 cores).
 inline const us kIdleSpin = hot_window(us{50}), kIdleMaxSleep = idle_max_sleep();
-// Requests from one requester closer together than kBurstGap are a burst (back-to-back
-// draws): the server stays hot for four times the gap (at least kBurstMinSpin), so the next
-// request finds it awake, while requests one training step apart still let it sleep after
+// A requester that asks again within kBurstGap of having read its last reply (or before
+// that) draws back to back: the server stays hot for four times the gap (at least
+// kBurstMinSpin), so the next request finds it awake, while requests one training step apart still let it sleep after
 // kIdleSpin. Gaps are per requester: in training every peer's request comes within the
 // ranks' skew of the others', and spinning between those took ~1 ms of CPU per step from
 // the training thread (dev box). Not machine-specific in meaning (steps are ms apart).

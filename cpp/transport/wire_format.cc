@@ -20,7 +20,7 @@ const char* to_string(Status s) {
 
 size_t encode_request(uint64_t token, uint64_t request_id, const uint32_t* slots, uint32_t count, std::byte* out,
                       const Sender& sender) {
-  const uint16_t flags = sender.full ? kFlagFull : 0;
+  const auto flags = static_cast<uint16_t>((sender.full ? kFlagFull : 0) | (sender.back_to_back ? kFlagBackToBack : 0));
   RequestHeader h{kRequestMagic, kVersion, flags, token, request_id, count, sender.rank, sender.size};
   std::memcpy(out, &h, sizeof h);
   if (count > 0) std::memcpy(out + sizeof h, slots, count * sizeof(uint32_t));
@@ -40,7 +40,7 @@ DecodedRequest decode_request(const std::byte* data, size_t len, uint64_t token,
     out.status = Status::kBadToken;
     return out;
   }
-  out.sender = Sender{h.sender_rank, h.sender_size, (h.flags & kFlagFull) != 0};
+  out.sender = Sender{h.sender_rank, h.sender_size, (h.flags & kFlagFull) != 0, (h.flags & kFlagBackToBack) != 0};
   if (h.count > max_count) {
     out.status = Status::kTooMany;
     return out;

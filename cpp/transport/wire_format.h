@@ -18,6 +18,10 @@ inline constexpr uint16_t kVersion = 2;  // 2: the requester's rank and size in 
 // flags of RequestHeader (the sender's buffer) and Reply (the owner's): the buffer is at its
 // capacity. Buffers never shrink, so a full buffer's size is final.
 inline constexpr uint16_t kFlagFull = 1;
+// Request flag: the sender draws back to back (its previous draw ended moments before this
+// request), so the owner's server stays awake for its next request. An owner cannot tell on
+// its own when its server slept before noticing the request.
+inline constexpr uint16_t kFlagBackToBack = 2;
 
 enum class Status : uint16_t {
   kOk = 0,
@@ -63,6 +67,7 @@ struct Sender {
   int32_t rank = -1;
   uint64_t size = 0;
   bool full = false;
+  bool back_to_back = false;  // kFlagBackToBack
 };
 
 // Writes a request into `out` (at least request_bytes(count)); returns its length.

@@ -1,8 +1,8 @@
 """reverie clean-shm: remove the shared-memory files that crashed MPI jobs left behind.
 
-MPICH keeps its intra-node channels in files /dev/shm/mpich_shm_* and unlinks them when
-the job ends cleanly (Mercury's na+sm likewise /dev/shm/na_sm-*); a job killed by a signal
-leaves them, and they hold memory (tmpfs) until the node reboots. A file is removed only when it is safe to:
+MPICH keeps its intra-node channels in files /dev/shm/mpich_shm_*, Open MPI 5 in
+/dev/shm/sm_segment.* (Open MPI 4: vader_segment.*), and both unlink them when the job ends
+cleanly (Mercury's na+sm likewise /dev/shm/na_sm-*); a job killed by a signal leaves them, and they hold memory (tmpfs) until the node reboots. A file is removed only when it is safe to:
 
 * no live process maps it (/proc/<pid>/maps) or holds it open (/proc/<pid>/fd),
   compared by device and inode, so a live job's file is never touched;
@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 SHM_DIR = Path("/dev/shm")
-PATTERN = "mpich_shm_*"
-#: What clean-shm considers: MPICH's files and Mercury's na+sm ones (na_sm-<pid>-<n>, left
+#: The MPI libraries' intra-node files, comma-separated shell patterns: MPICH's, Open MPI 5's
+#: sm BTL segments (sm_segment.<host>.<uid>.<job>.<rank>) and Open MPI 4's (vader_segment.*).
+PATTERN = "mpich_shm_*,sm_segment.*,vader_segment.*"
+#: What clean-shm considers: the MPI files and Mercury's na+sm ones (na_sm-<pid>-<n>, left
 #: by a Thallium rank that died), comma-separated shell patterns.
-CLEAN_PATTERNS = "mpich_shm_*,na_sm-*"
+CLEAN_PATTERNS = PATTERN + ",na_sm-*"
 MIN_AGE_S = 60.0
 
 
@@ -96,10 +98,16 @@ def scan_processes(proc: Path = Path("/proc")) -> InUse:
     return in_use
 
 
+def _matches(name: str, patterns: str) -> bool:
+    """Whether ``name`` matches one of the comma-separated shell ``patterns``."""
+    return any(fnmatch.fnmatch(name, p) for p in patterns.split(",") if p)
+
+
 def unlink_own_segments(
     maps: str | None = None, shm_dir: Path = SHM_DIR, pattern: str = PATTERN
 ) -> list[Path]:
-    """Unlinks the MPICH files this process maps (from ``/proc/self/maps``); returns them.
+    """Unlinks the MPI library's files (``pattern``, comma-separated) this process maps (from
+    ``/proc/self/maps``); returns them.
 
     For a process about to end without MPI_Finalize (after a peer was lost), which would
     otherwise leave its job's files behind. Safe for the peers: the job's ranks mapped the
@@ -114,9 +122,7 @@ def unlink_own_segments(
     own = sorted(
         Path(n)
         for n in names
-        if Path(n).parent == shm_dir
-        and fnmatch.fnmatch(Path(n).name, pattern)
-        and not n.endswith(" (deleted)")
+        if Path(n).parent == shm_dir and _matches(Path(n).name, pattern) and not n.endswith(" (deleted)")
     )
     for path in own:
         try:
@@ -139,7 +145,7 @@ def stale_files(
     now = time.time() if now is None else now
     stale, kept = [], []
     for path in sorted(shm_dir.iterdir()):
-        if not any(fnmatch.fnmatch(path.name, p) for p in pattern.split(",")) or not path.is_file():
+        if not _matches(path.name, pattern) or not path.is_file():
             continue
         st = path.stat()
         busy = (st.st_dev, st.st_ino) in in_use.files or st.st_uid in in_use.unreadable_uids

@@ -52,6 +52,12 @@ TEST(WireFormatTest, RequestCarriesItsSendersSize) {
   EXPECT_EQ(d.sender.rank, 5);
   EXPECT_EQ(d.sender.size, 1234u);
   EXPECT_TRUE(d.sender.full);
+  EXPECT_FALSE(d.sender.back_to_back);
+  encode_request(kToken, 3, slots.data(), 1, m.data(), Sender{5, 1234, false, true});
+  d = decode_request(m.data(), m.len, kToken, 16, 10);
+  EXPECT_TRUE(d.sender.back_to_back);
+  EXPECT_FALSE(d.sender.full);
+  encode_request(kToken, 3, slots.data(), 1, m.data(), Sender{5, 1234, true});
   // Read even when the slots are rejected: the request is of this job.
   d = decode_request(m.data(), m.len, kToken, 16, 1);
   EXPECT_EQ(d.status, Status::kBadSlot);

@@ -1,9 +1,12 @@
 """Smoke test of benchmarks/remote_fetch.py: runs under mpiexec -n 2 --quick, in both
-patterns, and prints its table."""
+patterns, and prints its table; launches itself over both paths (--launch, --path)."""
 
 from __future__ import annotations
 
-from mpi_jobs import mpirun, require_engine, result_line
+import subprocess
+import sys
+
+from mpi_jobs import REPO, mpirun, require_engine, result_line
 
 
 def test_remote_fetch_benchmark_runs_and_prints_ratios():
@@ -38,3 +41,26 @@ def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
     for row in rows:
         assert row["remote"] == 1.0  # rank 0's buffer is empty
         assert row["lat_ratio"] > 0 and row["cold_ratio"] > 0
+
+
+def test_remote_fetch_benchmark_launches_itself_over_both_paths():
+    # --launch starts the benchmark under mpiexec per path; every row names its ranks, path
+    # and MPI, and the launcher checked the engine settled the path asked for.
+    require_engine("mpi")
+    args = ["--launch", "2", "--path", "shm", "net", "--quick", "--sizes", "12KB", "--r", "7", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/remote_fetch.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = result_line(proc, prefix="JSON ")
+    assert [(row["ranks"], row["path"], row["engine_path"]) for row in rows] == [
+        (2, "shm", "shm"),
+        (2, "net", "net"),
+    ]
+    for row in rows:
+        assert row["mpi"].split()[0] in ("MPICH", "Open") and row["bw_ratio"] > 0
+    table = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("2 ")]
+    assert [ln[1] for ln in table] == ["shm", "net"], proc.stdout

@@ -1,5 +1,6 @@
-"""The MPI engine reads how MPICH moves messages over shared memory through the MPI tool
-interface: the eager limit (replies up to it travel without the requester's help, so a
+"""The MPI engine reads how the MPI library moves messages through the MPI tool interface,
+per pair of ranks (shared memory, or its network module: MPICH's MPIR_CVAR_NOLOCAL, Open
+MPI's btl list): the eager limit (replies up to it travel without the requester's help, so a
 draw may start on the caller and a training thread may answer them) and whether CMA reads
 a scattered send in place (then each field's rows of a reply go as one message, else rows
 past the eager limit go one message each). Both reply formats are checked end to end."""
@@ -12,29 +13,38 @@ import sys
 
 import pytest
 from mpi_jobs import mpirun, require_engine, result_line
+from mpi_launch import find_mpiexec
 
 PROBE = """
+import os
 import mpi4py
 mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI
 from reverie import _core
 buffer = _core.LocalBuffer([12288], 8, None, 0, 0)
 transport = _core.mpi_transport(buffer, MPI.COMM_WORLD.py2f(), 1, 8, 5.0)
-print(MPI.Get_library_version().split()[0], transport.splittable_fetch_bytes, int(transport.gathers_rows))
+paths = ",".join(p["path"] for p in transport.peer_paths)
+line = [MPI.Get_library_version().split()[0], transport.splittable_fetch_bytes, int(transport.gathers_rows), paths]
+os.write(1, (" ".join(map(str, line)) + chr(10)).encode())  # one write: ranks' lines never interleave
 """
 CMA_OFF = {"MPIR_CVAR_CH4_CMA_ENABLE": "0"}
 
 
-def probe(env: dict[str, str]) -> tuple[str, int, bool]:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
-    )
+def probe(env: dict[str, str], n: int = 1) -> tuple[str, int, bool, str]:
+    """(library, splittable_fetch_bytes, gathers_rows, the path to each rank) of an MPI
+    transport, the same on each of `n` ranks (n > 1: under mpiexec)."""
+    cmd = [sys.executable, "-c", PROBE]
+    if n > 1:
+        cmd = [find_mpiexec(), "-n", str(n), *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr
-    library, limit, gathers = proc.stdout.split()
-    return library, int(limit), gathers == "1"
+    lines = set(proc.stdout.splitlines())
+    assert len(lines) == 1, proc.stdout  # every rank settled the same
+    library, limit, gathers, paths = lines.pop().split()
+    return library, int(limit), gathers == "1", paths
 
 
-def require_mpich() -> tuple[str, int, bool]:
+def require_mpich() -> tuple[str, int, bool, str]:
     """The probe with the job's own settings; skips unless the MPI library is MPICH."""
     require_engine("mpi")
     default = probe({})
@@ -44,9 +54,30 @@ def require_mpich() -> tuple[str, int, bool]:
 
 
 def test_protocol_follows_mpich_cvars():
-    assert require_mpich() == ("MPICH", 8191, True)  # MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD: 8 KiB
-    assert probe({"MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD": "4096"})[1:] == (4095, True)
+    assert require_mpich() == ("MPICH", 8191, True, "shm")  # MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD: 8 KiB
+    assert probe({"MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD": "4096"})[1:3] == (4095, True)
     assert probe(CMA_OFF)[2] is False
+
+
+def test_network_path_when_mpich_keeps_shared_memory_out():
+    # MPIR_CVAR_NOLOCAL=1 sends every message through MPICH's network module: no in-place
+    # gathers, the network eager limit (MPICH's netmods expose none: 4 KiB).
+    require_mpich()
+    assert probe({"MPIR_CVAR_NOLOCAL": "1"})[1:] == (4096, False, "net")
+    assert probe({"MPIR_CVAR_NOLOCAL": "1"}, n=2)[1:] == (4096, False, "net,net")
+    assert probe({}, n=2)[1:] == (8191, True, "shm,shm")
+
+
+def test_open_mpi_limits_and_paths():
+    # Open MPI 5: the sm BTL's eager limit (4 KiB by default) between ranks of one node, the
+    # tcp BTL's (64 KiB) when its "btl" list leaves sm out; ob1 packs scattered sends, so
+    # nothing gathers in place. No MPICH variable is there to read: the reads degrade.
+    require_engine("mpi")
+    if probe({})[0] != "Open":
+        pytest.skip("checked against Open MPI")
+    assert probe({}, n=2)[1:] == (4096, False, "shm,shm")
+    assert probe({"OMPI_MCA_btl": "self,tcp"}, n=2)[1:] == (65536, False, "net,net")
+    assert probe({"OMPI_MCA_btl": "^sm"}, n=2)[3] == "net,net"
 
 
 def test_rows_one_message_each_without_cma():

@@ -99,7 +99,8 @@ def test_unlink_own_segments_takes_only_this_process_mpich_files(tmp_path: Path)
     from reverie.shm_cleanup import unlink_own_segments
 
     ours, other, gone = tmp_path / "mpich_shm_ab_0", tmp_path / "mpich_shm_cd_0", tmp_path / "mpich_shm_ef_0"
-    for f in (ours, other):
+    ours_ompi = tmp_path / "sm_segment.node1.0.5e3a0001.1"  # Open MPI 5's sm BTL segment
+    for f in (ours, other, ours_ompi):
         f.write_bytes(b"x")
     not_mpich = tmp_path / "psm2_shm.1"
     not_mpich.write_bytes(b"x")
@@ -108,18 +109,25 @@ def test_unlink_own_segments_takes_only_this_process_mpich_files(tmp_path: Path)
             f"7f00-7f10 rw-s 00000000 00:1a 11 {ours}",
             f"7f10-7f20 rw-s 00000000 00:1a 12 {gone} (deleted)",
             f"7f20-7f30 rw-s 00000000 00:1a 13 {not_mpich}",
-            "7f30-7f40 rw-p 00000000 00:00 0 ",
+            f"7f30-7f40 rw-s 00000000 00:1a 14 {ours_ompi}",
+            "7f40-7f50 rw-p 00000000 00:00 0 ",
         ]
     )
-    assert unlink_own_segments(maps, shm_dir=tmp_path) == [ours]
-    assert not ours.exists() and other.exists() and not_mpich.exists()
+    assert unlink_own_segments(maps, shm_dir=tmp_path) == [ours, ours_ompi]
+    assert not ours.exists() and not ours_ompi.exists() and other.exists() and not_mpich.exists()
 
 
-def test_clean_patterns_take_mercury_na_sm_files_too(tmp_path: Path) -> None:
+def test_clean_patterns_take_open_mpi_and_mercury_na_sm_files_too(tmp_path: Path) -> None:
     from reverie.shm_cleanup import CLEAN_PATTERNS
 
-    names = ["mpich_shm_ab_0", "na_sm-123-0", "psm2_shm.1"]
+    names = ["mpich_shm_ab_0", "na_sm-123-0", "psm2_shm.1", "sm_segment.n1.0.7b.0", "vader_segment.n1.7b.1"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     stale, kept = stale_files(tmp_path, CLEAN_PATTERNS, min_age=0.0, in_use=InUse())
-    assert sorted(p.name for p in stale) == ["mpich_shm_ab_0", "na_sm-123-0"] and kept == []
+    assert sorted(p.name for p in stale) == [
+        "mpich_shm_ab_0",
+        "na_sm-123-0",
+        "sm_segment.n1.0.7b.0",
+        "vader_segment.n1.7b.1",
+    ]
+    assert kept == []

@@ -1,8 +1,12 @@
-"""Runs under ``mpiexec -disable-auto-cleanup -n 4``. Rank 3 really dies mid-run (crash:
+"""Runs under ``mpiexec -disable-auto-cleanup -n 4`` (MPICH; Open MPI: ``--enable-recovery``):
+``fault_worker.py FAULT ENGINE OUT_DIR``. Rank 3 really dies mid-run (crash:
 ``os._exit`` with its threads running, no close, no MPI_Finalize — to its peers exactly what
 a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
 tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
-and close within the timeout. Each rank writes one JSON line; survivors then simply return:
+and close within the timeout. Each rank writes its JSON result to OUT_DIR/rank<N>.json (Open
+MPI's launcher, once a rank failed, may drop the survivors' output) and prints it, and its
+stderr to OUT_DIR/rank<N>.err; survivors
+then simply return:
 Reverie must end them although MPI_Finalize would wait for the lost peer forever."""
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import torch
 from mpi4py import MPI
@@ -22,8 +27,12 @@ VICTIM = 3
 TIMEOUT = 3.0
 
 
-def emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
+def emit(obj: dict, out_dir: Path) -> None:
+    text = json.dumps(obj)
+    part = out_dir / f"rank{obj['rank']}.json.part"
+    part.write_text(text)
+    part.rename(out_dir / f"rank{obj['rank']}.json")  # whole or absent for the reader
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -44,12 +53,16 @@ def intact(s) -> bool:
 
 
 def main() -> None:
-    fault, engine = sys.argv[1], sys.argv[2]
+    fault, engine, out_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     # Hydra (-disable-auto-cleanup) tells survivors of a failure with SIGUSR1, which would
     # terminate them by default; a job that wants to outlive a peer ignores it.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     comm = MPI.COMM_WORLD
     rank = comm.rank
+    # This rank's stderr (Reverie's warnings, and the line it prints when it leaves without
+    # MPI_Finalize) goes to OUT_DIR/rank<N>.err: Open MPI's launcher may drop it otherwise.
+    with open(out_dir / f"rank{rank}.err", "w") as err:
+        os.dup2(err.fileno(), 2)
     dbuf = DistributedRehearsalBuffer(
         200, {"x": ((4,), torch.float32)}, candidates=8, comm=comm, engine=engine, timeout=TIMEOUT
     )
@@ -61,7 +74,7 @@ def main() -> None:
     dbuf.get_remote_samples(16).wait()  # every rank now knows every peer's size
     comm.Barrier()
     if rank == VICTIM:
-        emit({"rank": rank, "pid": os.getpid(), "victim": True})
+        emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
         if fault == "crash":
             os._exit(137)
         os.kill(os.getpid(), signal.SIGSTOP)
@@ -87,8 +100,18 @@ def main() -> None:
             "slowest_draw_s": slowest,
             "from_victim_after_exclusion": from_victim,
             "close_s": time.perf_counter() - t,
-        }
+        },
+        out_dir,
     )
+    # Open MPI's launcher ends the whole job once a rank leaves without MPI_Finalize (as the
+    # survivors do here, after the lost peer), killing survivors still at work: each waits,
+    # at most 30 s, until every survivor's result is written. MPI cannot be used for that
+    # (its collectives would wait for the dead rank).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        (out_dir / f"rank{r}.json").exists() for r in range(comm.size) if r != VICTIM
+    ):
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Colum
   const int tag = payload_tag(id);
   for (size_t f = 0; f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
-    const size_t per = rows_per_message(f);
+    const size_t per = rows_per_message(req.peer, f);
     for (size_t first = 0; first < req.count; first += per) {
       const size_t rows = std::min<size_t>(per, req.count - first);
       check(MPI_Irecv(dest.at(layout, f, req.first_row + first), static_cast<int>(rb * rows), MPI_BYTE, req.peer, tag,
@@ -64,7 +64,7 @@ bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const C
   const size_t n = requests.size();
   prepare_fetch(requests, replies);
   const size_t own = buffer_->size();
-  sender_ = wire::Sender{rank_, own, own == buffer_->capacity()};
+  sender_ = wire::Sender{rank_, own, own == buffer_->capacity(), back_to_back};
   for (size_t i = 0; i < n; ++i) post_request(i, requests[i], dest, replies[i]);
   tighten_timer_slack_once();
   // Short polling until an owner answers; hot from the moment a large payload is on its
@@ -75,7 +75,11 @@ bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const C
   open_ = OpenFetch{&requests, dest, &replies, deadline, n, false,
                     Backoff(kShortMaxSleep, kShortSpin, kShortMinSleep)};
   if (back_to_back) {
-    for (const PeerRequest& req : requests) open_.hot = open_.hot || largest_payload_message(req.count) > eager_bytes_;
+    // Over a network path even an eager reply comes a round trip later, past the short
+    // window: Open MPI's tcp BTL, 2 ranks drawing 7 x 12 KB back to back (one packed eager
+    // reply each): 180 us per draw polled gently (sleeps from kShortMinSleep), 40 us hot.
+    for (const PeerRequest& req : requests)
+      open_.hot = open_.hot || payload_past_eager(req.peer, req.count) || !paths_[req.peer].shared_memory;
     if (open_.hot) open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
   }
   if (local_work) local_work();
@@ -92,7 +96,7 @@ bool MpiTransport::poll_fetch() {
     if (stages_[i] == Stage::kFinished) continue;
     progressed = poll_request(i, requests[i], open_.dest, replies[i]) || progressed;
     if (stages_[i] == Stage::kFinished) --open_.count;
-    if (!open_.hot && stages_[i] == Stage::kPayload && largest_payload_message(requests[i].count) > eager_bytes_) {
+    if (!open_.hot && stages_[i] == Stage::kPayload && payload_past_eager(requests[i].peer, requests[i].count)) {
       open_.hot = true;
       open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
     }
@@ -122,7 +126,7 @@ void MpiTransport::prepare_fetch(const std::vector<PeerRequest>& requests, std::
   payload_first_[0] = 0;
   for (size_t i = 0; i < n; ++i) {
     if (requests[i].count > options_.max_rows) throw std::invalid_argument("mpi transport: request exceeds max rows");
-    payload_first_[i + 1] = payload_first_[i] + payload_messages(requests[i].count);
+    payload_first_[i + 1] = payload_first_[i] + payload_messages(requests[i].peer, requests[i].count);
   }
   payloads_.assign(payload_first_[n], MPI_REQUEST_NULL);
 }

@@ -81,27 +81,61 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
   payload_first_.reserve(size_ + 1);
   ids_.reserve(size_);
   stages_.reserve(size_);
-  payloads_.reserve(payload_messages(max_rows));  // rows of one draw, split over peers
-
-  for (size_t f = 0; f < layout.num_fields(); ++f)
-    if (rows_per_message(f) == SIZE_MAX) packed_bytes_ += layout.row_bytes(f) * max_rows;
+  size_t most_messages = 0;
+  for (int peer = 0; peer < size_; ++peer) most_messages = std::max(most_messages, payload_messages(peer, max_rows));
+  payloads_.reserve(most_messages);  // rows of one draw, split over peers
+  for (size_t f = 0; f < layout.num_fields(); ++f) {
+    bool packed = false;  // for some peer
+    for (int peer = 0; peer < size_; ++peer) packed = packed || rows_per_message(peer, f) == SIZE_MAX;
+    if (packed) packed_bytes_ += layout.row_bytes(f) * max_rows;
+  }
   server_request_.resize(wire::request_bytes(max_rows));
   replies_.resize(size_);
   open_replies_.reserve(size_);
-  last_request_.assign(size_, Clock::now() - kBurstGap);
+  last_heard_.assign(size_, Clock::now() - kBurstGap);
   server_ = std::thread([this] { serve_loop(); });
 }
 
 MpiTransport::~MpiTransport() { stop_server(); }
 
-// Every rank must pick the same reply messages: the most cautious protocol of any rank
-// (the limits come from each process's environment).
+// Both ranks of a pair must pick the same reply messages: each computes the pair's path
+// from both ranks' views (the limits come from each process's environment) and whether
+// they share a node (a node: the ranks of one MPI_COMM_TYPE_SHARED communicator, named by
+// its lowest rank here). Ranks on different nodes, or any two when the library keeps
+// shared memory out, take the network path: no in-place gathers, the network eager limit.
 void MpiTransport::agree_on_protocol() {
   const ShmProtocol mine = shm_protocol();
-  int64_t agreed[2] = {static_cast<int64_t>(mine.eager_bytes), mine.gathers_in_place ? 1 : 0};
-  check(MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_INT64_T, MPI_MIN, comm_), "MPI_Allreduce(protocol)");
-  eager_bytes_ = static_cast<size_t>(agreed[0]);
-  gather_rows_ = agreed[1] != 0;
+  MPI_Comm node = MPI_COMM_NULL;
+  int node_id = rank_;
+  if (MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node) == MPI_SUCCESS &&
+      node != MPI_COMM_NULL) {
+    check(MPI_Allreduce(MPI_IN_PLACE, &node_id, 1, MPI_INT, MPI_MIN, node), "MPI_Allreduce(node)");
+    MPI_Comm_free(&node);
+  }
+  constexpr int kFields = 5;
+  const int64_t view[kFields] = {node_id, static_cast<int64_t>(mine.eager_bytes), mine.gathers_in_place ? 1 : 0,
+                                 static_cast<int64_t>(mine.net_eager_bytes), mine.shared_memory ? 1 : 0};
+  std::vector<int64_t> all(static_cast<size_t>(kFields) * size_);
+  check(MPI_Allgather(view, kFields, MPI_INT64_T, all.data(), kFields, MPI_INT64_T, comm_),
+        "MPI_Allgather(protocol)");
+  auto protocol_of = [&](int r) {
+    const int64_t* v = &all[static_cast<size_t>(kFields) * r];
+    return ShmProtocol{static_cast<size_t>(v[1]), v[2] != 0, static_cast<size_t>(v[3]), v[4] != 0};
+  };
+  paths_.resize(size_);
+  least_eager_bytes_ = SIZE_MAX;
+  for (int peer = 0; peer < size_; ++peer) {
+    paths_[peer] = peer_path(mine, protocol_of(peer), all[static_cast<size_t>(kFields) * peer] == node_id);
+    if (peer != rank_) least_eager_bytes_ = std::min(least_eager_bytes_, paths_[peer].eager_bytes);
+  }
+  if (size_ == 1) least_eager_bytes_ = paths_[rank_].eager_bytes;
+}
+
+bool MpiTransport::gathers_rows() const {
+  bool all = true;
+  for (int peer = 0; peer < size_; ++peer)
+    if (peer != rank_ || size_ == 1) all = all && paths_[peer].gathers_in_place;
+  return all;
 }
 
 // Cores of this node per rank on it: the ranks sharing the node (MPI_COMM_TYPE_SHARED) split
@@ -194,7 +228,7 @@ std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, c
         result.reply_bytes = header.size();
         std::memcpy(&result.reply, header.data(), std::min(header.size(), sizeof(wire::Reply)));
         if (result.reply.status == static_cast<uint16_t>(wire::Status::kOk))
-          expected_payload = payload_messages(result.reply.count);
+          expected_payload = payload_messages(peer, result.reply.count);
         if (expected_payload == 0 || !read_payload) stage = kDone;
       }
     }

@@ -13,6 +13,9 @@
 //                                     elsewhere one message per row when the field's rows
 //                                     are past the eager limit (sent straight from the
 //                                     slots), else one message of the rows packed
+// Which of these, and the eager limit, is settled per pair of ranks at start-up (the path
+// between them, shm_protocol.h): shared memory between ranks of one node, the library's
+// network module between nodes or when the library is told to keep shared memory out.
 // The requester receives every message contiguously, straight into its destination rows.
 // The owner only posts a reply's sends and goes on (the requester reads the rows itself);
 // the rows stay read-locked until the sends complete, which whoever polls next notices.
@@ -44,6 +47,7 @@
 #include "buffer/local_buffer.h"
 #include "common/backoff.h"
 #include "common/tuning.h"
+#include "transport/mpi/shm_protocol.h"
 #include "transport/transport.h"
 
 namespace reverie {
@@ -69,18 +73,22 @@ class MpiTransport final : public Transport {
              std::vector<PeerReply>& replies) override;
   void fetch_overlapped(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                         std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
-  size_t splittable_fetch_bytes() const override { return eager_bytes_; }
+  size_t splittable_fetch_bytes() const override { return least_eager_bytes_; }
   bool start_fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
                    std::vector<PeerReply>& replies, const std::function<void()>& local_work) override;
   bool poll_fetch() override;
   bool drive_fetch(const std::function<bool()>& give_up) override;
-  void serve_waiting() override { serve_waiting_up_to(eager_bytes_); }
-  void serve_all_waiting() override { serve_waiting_up_to(SIZE_MAX); }
+  void serve_waiting() override { serve_waiting_up_to(true); }
+  void serve_all_waiting() override { serve_waiting_up_to(false); }
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
 
   uint64_t requests_served() const override { return served_.load(); }
-  bool gathers_rows() const { return gather_rows_; }
+  // Whether each field's rows go to a peer as one message read in place: for every peer
+  // (a job of one rank: whether a shared-memory peer would).
+  bool gathers_rows() const;
+  // The path to each rank (this rank's own entry: what a shared-memory peer would get).
+  const std::vector<PeerPath>& peer_paths() const { return paths_; }
 
   // Test hook (fault tests only): sends `bytes` verbatim as a request to `peer`'s server and
   // waits until `deadline` for its reply, on the tag of the id in the header or, for a
@@ -101,7 +109,8 @@ class MpiTransport final : public Transport {
  private:
   enum class Stage : uint8_t { kHeader, kPayload, kDone, kFinished };  // kFinished: send done too
 
-  // Reads shm_protocol() and settles eager_bytes_ and gather_rows_ with every rank.
+  // Reads shm_protocol() and every rank's view of it and its node, and settles the path to
+  // each peer (paths_): both ranks of a pair compute the same.
   void agree_on_protocol();
   void serve_loop();
   // A request matched (MPI_Improbe) but not yet received.
@@ -109,7 +118,8 @@ class MpiTransport final : public Transport {
     MPI_Message message = MPI_MESSAGE_NULL;
     int source = -1;
     int bytes = 0;
-    std::chrono::microseconds burst{0};  // gap to the source's previous request if < kBurstGap, else 0
+    // The source's pause since it last asked or read its last reply, if < kBurstGap, else 0.
+    std::chrono::microseconds burst{0};
   };
   // Matches the next waiting request (from `source`), if any. serve_mu_ held.
   bool match_request(Waiting& out, int source = MPI_ANY_SOURCE);
@@ -124,13 +134,15 @@ class MpiTransport final : public Transport {
     size_t payload_open = 0;  // payload messages not yet complete, as last seen
     bool open = false;
   };
-  // Receives a matched request and posts its reply (serve_mu_ held).
-  void serve_one(MPI_Message message, int source, int bytes);
-  // Answers waiting requests whose reply messages are each at most `most` bytes (eager
-  // ones: eager_bytes_); a larger one is left to the server thread, woken for it.
-  void serve_waiting_up_to(size_t most);
-  // The largest message of the reply to a request of `bytes`.
-  size_t largest_reply_message(int bytes) const;
+  // Receives a matched request and posts its reply (serve_mu_ held). Returns whether its
+  // sender said it draws back to back (wire::kFlagBackToBack).
+  bool serve_one(MPI_Message message, int source, int bytes);
+  // Answers waiting requests (with eager_only: those whose reply messages each go out
+  // eagerly on the path to their requester; a larger one is left to the server thread,
+  // woken for it).
+  void serve_waiting_up_to(bool eager_only);
+  // The largest message of the reply to a request of `bytes` from `peer`.
+  size_t largest_reply_message(int peer, int bytes) const;
   void post_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
                   const Columns* slots_from, OpenReply& reply);
   // Sends field f's requested rows in messages of kGatherRows that the library reads in place.
@@ -148,27 +160,32 @@ class MpiTransport final : public Transport {
   size_t reply_message_bytes(uint32_t count) const {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
   }
-  // Rows of field f per payload message: 1 when each row goes alone, kGatherRows when the
-  // library reads them in place, else all of them (packed).
-  size_t rows_per_message(size_t f) const {
-    if (gather_rows_) return kGatherRows;
-    return buffer_->layout().row_bytes(f) > eager_bytes_ ? 1 : SIZE_MAX;
+  // Rows of field f per payload message between this rank and `peer`: 1 when each row goes
+  // alone, kGatherRows when the library reads them in place, else all of them (packed).
+  size_t rows_per_message(int peer, size_t f) const {
+    const PeerPath& path = paths_[peer];
+    if (path.gathers_in_place) return kGatherRows;
+    return buffer_->layout().row_bytes(f) > path.eager_bytes ? 1 : SIZE_MAX;
   }
-  size_t messages_of(size_t f, uint32_t count) const {
-    const size_t per = rows_per_message(f);
+  size_t messages_of(int peer, size_t f, uint32_t count) const {
+    const size_t per = rows_per_message(peer, f);
     return count == 0 ? 0 : (count - 1) / per + 1;
   }
-  size_t payload_messages(uint32_t count) const {
+  size_t payload_messages(int peer, uint32_t count) const {
     size_t n = 0;
-    for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) n += messages_of(f, count);
+    for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) n += messages_of(peer, f, count);
     return n;
   }
-  // Bytes of the largest payload message for `count` rows.
-  size_t largest_payload_message(uint32_t count) const {
+  // Bytes of the largest payload message for `count` rows to or from `peer`.
+  size_t largest_payload_message(int peer, uint32_t count) const {
     size_t most = 0;
     for (size_t f = 0; f < buffer_->layout().num_fields(); ++f)
-      most = std::max(most, buffer_->layout().row_bytes(f) * std::min<size_t>(count, rows_per_message(f)));
+      most = std::max(most, buffer_->layout().row_bytes(f) * std::min<size_t>(count, rows_per_message(peer, f)));
     return most;
+  }
+  // Whether a payload of `count` rows to or from `peer` moves past the eager limit.
+  bool payload_past_eager(int peer, uint32_t count) const {
+    return largest_payload_message(peer, count) > paths_[peer].eager_bytes;
   }
   // Client side of fetch_overlapped(): scratch sized for `requests`, request i posted, polled.
   void prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies);
@@ -192,12 +209,13 @@ class MpiTransport final : public Transport {
   // a pipeline that needs the sender's progress for every chunk (seconds with a sleeping
   // server). Messages of at most this many rows keep a margin.
   static constexpr size_t kGatherRows = tuning::mpi::kGatherRows;
-  // Messages of at most this many bytes go out eagerly (shm_protocol()); larger ones
-  // need the receiver's progress calls while they move.
-  size_t eager_bytes_ = 0;
-  // The library reads a send's scattered rows in place (shm_protocol.h): every field's
-  // rows go as one message. Agreed by all ranks (both sides must expect the same messages).
-  bool gather_rows_ = false;
+  // The path to each peer (shm_protocol.h): its eager limit (messages of at most this many
+  // bytes go out eagerly; larger ones need the receiver's progress calls while they move)
+  // and whether the library reads a send's scattered rows in place (then every field's rows
+  // go as one message). Both ranks of a pair hold the same (both must expect the same
+  // messages).
+  std::vector<PeerPath> paths_;
+  size_t least_eager_bytes_ = 0;  // over the peers: a draw this small needs nobody's polling
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
@@ -234,7 +252,8 @@ class MpiTransport final : public Transport {
   std::vector<int> open_replies_;   // requesters whose reply is open
   size_t packed_bytes_ = 0;         // the packed fields' rows of one reply
   std::vector<MPI_Aint> displs_;    // the requested rows' offsets in a column (send_gathered)
-  std::vector<Clock::time_point> last_request_;  // per source
+  // Per source: when it last asked, or its last reply was over, whichever came later.
+  std::vector<Clock::time_point> last_heard_;
   // Held while receiving or answering a request (server thread, or a caller of serve_waiting()).
   std::mutex serve_mu_;
   // Sent (never modified) to a request whose header cannot be read: no id, so no reply tag.

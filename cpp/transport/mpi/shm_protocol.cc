@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "common/tuning.h"
 
@@ -45,11 +46,49 @@ std::optional<int64_t> read_cvar(const char* name) {
   return out;
 }
 
+// The value of string control variable `name` (a list such as Open MPI's "btl"), if any.
+std::optional<std::string> read_string_cvar(const char* name) {
+  int index = 0;
+  if (MPI_T_cvar_get_index(name, &index) != MPI_SUCCESS) return std::nullopt;
+  int name_len = 0, verbosity = 0, bind = 0, scope = 0, desc_len = 0;
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_T_enum enumtype;
+  if (MPI_T_cvar_get_info(index, nullptr, &name_len, &verbosity, &type, &enumtype, nullptr, &desc_len, &bind,
+                          &scope) != MPI_SUCCESS ||
+      type != MPI_CHAR)
+    return std::nullopt;
+  MPI_T_cvar_handle handle;
+  int count = 0;
+  if (MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) != MPI_SUCCESS) return std::nullopt;
+  std::optional<std::string> out;
+  std::string value(static_cast<size_t>(std::max(count, 0)) + 1, '\0');
+  if (MPI_T_cvar_read(handle, value.data()) == MPI_SUCCESS) out = std::string(value.c_str());
+  MPI_T_cvar_handle_free(&handle);
+  return out;
+}
+
+// Whether Open MPI's component list `btl` ("self,sm,tcp", "^sm", "" for all) takes the
+// shared-memory BTL (named sm, or vader in Open MPI 4).
+bool lists_sm(const std::string& btl) {
+  if (btl.empty()) return true;
+  const bool excluding = btl[0] == '^';
+  bool named = false;
+  size_t at = excluding ? 1 : 0;
+  while (at <= btl.size()) {
+    const size_t end = std::min(btl.find(',', at), btl.size());
+    const std::string item = btl.substr(at, end - at);
+    named = named || item == "sm" || item == "vader";
+    at = end + 1;
+  }
+  return excluding ? !named : named;
+}
+
 }  // namespace
 
 ShmProtocol shm_protocol() {
   ShmProtocol out;
   out.eager_bytes = kFallbackBytes;
+  out.net_eager_bytes = kFallbackBytes;
   int provided = 0;
   if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) return out;
   std::optional<int64_t> limit;
@@ -63,8 +102,27 @@ ShmProtocol shm_protocol() {
   } else if (auto vader = read_cvar("btl_vader_eager_limit"); vader && *vader > 0) {
     limit = vader;  // Open MPI 4
   }
+  // MPICH routes every message through its network module with MPIR_CVAR_NOLOCAL; Open MPI
+  // leaves shared memory out when its "btl" list does.
+  if (const auto nolocal = read_cvar("MPIR_CVAR_NOLOCAL"); nolocal && *nolocal != 0) out.shared_memory = false;
+  if (const auto btl = read_string_cvar("btl"); btl && !lists_sm(*btl)) out.shared_memory = false;
+  if (const auto tcp = read_cvar("btl_tcp_eager_limit"); tcp && *tcp > 0)
+    out.net_eager_bytes = std::min(static_cast<size_t>(*tcp), kMostBytes);
   MPI_T_finalize();
   if (limit) out.eager_bytes = std::min(static_cast<size_t>(*limit), kMostBytes);
+  if (!out.shared_memory) out.gathers_in_place = false;
+  return out;
+}
+
+PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node) {
+  PeerPath out;
+  out.shared_memory = same_node && a.shared_memory && b.shared_memory;
+  if (out.shared_memory) {
+    out.eager_bytes = std::min(a.eager_bytes, b.eager_bytes);
+    out.gathers_in_place = a.gathers_in_place && b.gathers_in_place;
+  } else {
+    out.eager_bytes = std::min(a.net_eager_bytes, b.net_eager_bytes);
+  }
   return out;
 }
 

@@ -1,25 +1,46 @@
 #pragma once
-// How the job's MPI moves messages between ranks of one node, read through the MPI tool
-// interface (so a user's settings count):
-// - eager_bytes: the largest message sent without the receiver's help. Above it a message
-//   moves by rendezvous: MPICH's ch4 reads it with one CMA copy (from
-//   MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD, 8 KiB by default), Open MPI's sm/vader BTL past
-//   its eager limit (4 KiB by default); either way the receiver must poll while it moves.
-//   4 KiB when the library names none.
-// - gathers_in_place: a send whose datatype scatters over memory (rows of chosen slots)
-//   still moves by one copy, straight from those rows into a contiguous receive: MPICH's
-//   CMA reads the sender's blocks as one iovec list (process_vm_readv). Libraries that
-//   pack such sends through a bounce buffer instead (Open MPI's ob1) get false.
+// How the job's MPI moves messages, read through the MPI tool interface at start-up (so a
+// user's settings count), per path between two ranks:
+// - shared memory (ranks of one node, unless the library is told to route them through
+//   its network module):
+//   - eager_bytes: the largest message sent without the receiver's help. Above it a message
+//     moves by rendezvous: MPICH's ch4 reads it with one CMA copy (from
+//     MPIR_CVAR_CH4_IPC_CMA_P2P_THRESHOLD, 8 KiB by default), Open MPI's sm BTL past its
+//     eager limit (btl_sm_eager_limit, 4 KiB by default); either way the receiver must poll
+//     while it moves. 4 KiB when the library names none.
+//   - gathers_in_place: a send whose datatype scatters over memory (rows of chosen slots)
+//     still moves by one copy, straight from those rows into a contiguous receive: MPICH's
+//     CMA reads the sender's blocks as one iovec list (process_vm_readv). Libraries that
+//     pack such sends through a bounce buffer instead (Open MPI's ob1) get false.
+// - network (ranks of different nodes, or any two when shared memory is off: MPICH's
+//   MPIR_CVAR_NOLOCAL, Open MPI without its sm BTL): net_eager_bytes, Open MPI's
+//   btl_tcp_eager_limit, else 4 KiB (MPICH's netmods, UCX or OFI, keep theirs outside the
+//   tool interface). Scattered sends are never assumed to move in place there.
+// An implementation without a control variable (or without the tool interface) gets the
+// fallbacks: nothing here is MPICH-only.
 #include <cstddef>
+#include <cstdint>
 
 namespace reverie {
 
 struct ShmProtocol {
   size_t eager_bytes = 0;
   bool gathers_in_place = false;
+  size_t net_eager_bytes = 0;
+  bool shared_memory = true;  // the library moves messages between ranks of one node through shared memory
 };
 
 // MPI must be initialised.
 ShmProtocol shm_protocol();
+
+// The path between two ranks, from what each one read (both compute the same).
+struct PeerPath {
+  bool shared_memory = false;  // same node and both libraries use shared memory
+  size_t eager_bytes = 0;      // the smaller of the two ranks' limits for this path
+  bool gathers_in_place = false;
+};
+
+// Both ranks' views and whether they share a node (same MPI_COMM_TYPE_SHARED communicator).
+PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node);
 
 }  // namespace reverie
