@@ -73,6 +73,7 @@ def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str, tmp_path
         assert r["intact_draws"] == 30, r
         assert r["excluded"] == [3], r
         assert r["from_victim_after_exclusion"] == 0, r
+        assert r["draws_after_exclusion"] >= 20, r  # the victim was found out early
         assert r["slowest_draw_s"] < 4 * TIMEOUT, r
         assert r["close_s"] < 2 * TIMEOUT, r
     assert "peer 3" in stderr and "excluding it" in stderr
