@@ -46,6 +46,7 @@ is max(0, T_draw - T_step): the draw runs during the step's forward and backward
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -87,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.ranks = [p for p in args.ranks if p <= 4] or [2]
         args.r = [r for r in args.r if r <= 8] or [1]
         args.seconds = min(args.seconds, 0.15)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        p.error("--plot: needs matplotlib (pip install matplotlib)")
     if min(args.ranks) < 2 or min(args.r) < 1:
         p.error("--ranks: expected rank counts >= 2; --r: expected r >= 1")
     return args

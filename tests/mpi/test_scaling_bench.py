@@ -3,6 +3,7 @@ ranks, prints the table, fits the model and writes the plot. Counts are checked,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,19 +14,13 @@ from mpi_jobs import REPO, require_engine
 def test_scaling_benchmark_quick_run_counts_messages_and_models_them(tmp_path):
     require_engine("mpi")
     out, png = tmp_path / "scaling.json", tmp_path / "scaling.png"
-    cmd = [
-        sys.executable,
-        str(REPO / "benchmarks/scaling.py"),
-        "--quick",
-        "--json",
-        str(out),
-        "--plot",
-        str(png),
-    ]
+    plotting = importlib.util.find_spec("matplotlib") is not None  # absent in the second MPI's venv
+    cmd = [sys.executable, str(REPO / "benchmarks/scaling.py"), "--quick", "--json", str(out)]
+    cmd += ["--plot", str(png)] if plotting else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "predicted_us" in proc.stdout and "research setup: 128 ranks" in proc.stdout
-    assert png.stat().st_size > 10_000
+    assert not plotting or png.stat().st_size > 10_000
     result = json.loads(out.read_text())
     rows = {(r["P"], r["r"], r["method"]): r for r in result["rows"]}
     assert set(rows) == {
