@@ -180,6 +180,7 @@ def run_worker(args: argparse.Namespace) -> None:
     mpi4py.rc.thread_level = "multiple"
     import torch
     from mpi4py import MPI
+    from remote_fetch import fill  # beside this script: the same buffer fill as remote_fetch.py
 
     from reverie.distributed import DistributedRehearsalBuffer
 
@@ -198,10 +199,7 @@ def run_worker(args: argparse.Namespace) -> None:
         max_representatives=max(args.r),
         timeout=60,
     ) as dbuf:
-        x, y = torch.full((16, *shape), float(rank)), torch.zeros(16, dtype=torch.int64)
-        while len(dbuf) < capacity:
-            dbuf.add({"x": x}, y)
-            dbuf.flush()
+        fill(dbuf, shape, capacity, float(rank))
         comm.Barrier()
         row_bytes = dbuf.schema.sample_bytes
         for r in args.r:
