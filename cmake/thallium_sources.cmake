@@ -5,6 +5,7 @@
 # reverie_add_core() and reverie_add_module() (engines.cmake) add these to each target.
 set(REVERIE_THALLIUM_SOURCES
   ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/sample_provider.cc
+  ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/stale_sm.cc
   ${PROJECT_SOURCE_DIR}/cpp/transport/thallium/thallium_transport.cc)
 
 # Where the Mochi shared libraries live (margo, mercury, argobots: thallium is header-only),

@@ -115,25 +115,44 @@ def test_thallium_engine_is_what_auto_picks() -> None:
     assert _resolve_engine("thallium", 4) == "thallium"
 
 
-def test_leftover_of_a_dead_process_with_this_pid_is_named() -> None:
-    # A rank that died without closing leaves Mercury's /tmp/na_sm-<pid>-0; a later process
-    # given that pid cannot listen on na+sm. Staged in a child process (its own pid).
+def _start_over_leftover(live: bool) -> subprocess.CompletedProcess:
+    # A rank that died without closing leaves Mercury's /tmp/na_sm-<pid>-0 (socket) and
+    # /dev/shm/na_sm-<pid>-0; pids wrap, and a later process given that pid must still
+    # start. Staged in a child process (its own pid); `live` keeps the socket bound.
     code = (
         "import os, socket\n"
         "from reverie import _core\n"
         "d = f'/tmp/na_sm-{os.getpid()}-0'\n"
+        "shm = f'/dev/shm/na_sm-{os.getpid()}-0'\n"
         "os.makedirs(d)\n"
-        "s = socket.socket(socket.AF_UNIX); s.bind(d + '/sock'); s.close()\n"
+        "open(shm, 'w').close()\n"
+        "s = socket.socket(socket.AF_UNIX); s.bind(d + '/sock')\n"
+        f"{'' if live else 's.close()'}\n"
         "try:\n"
         "    buf = _core.LocalBuffer([16], 8, None, 0, 0)\n"
         "    _core.thallium_transport(buf, 'na+sm', 1234, 8, 2.0, 0, 1).abandon()\n"
-        "    print('STARTED')\n"
+        "    print('STARTED', os.path.exists(d), os.path.exists(shm))\n"
         "except RuntimeError as e:\n"
         "    print('ERROR', e)\n"
         "finally:\n"
-        "    os.remove(d + '/sock'); os.rmdir(d)\n"
+        "    s.close()\n"
+        "    for p in (d + '/sock', shm):\n"
+        "        os.path.exists(p) and os.remove(p)\n"
+        "    os.path.exists(d) and os.rmdir(d)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_leftover_of_a_dead_process_with_this_pid_is_removed() -> None:
+    out = _start_over_leftover(live=False)
+    assert out.stdout.startswith("STARTED False False"), out.stdout + out.stderr
+    assert "removed /tmp/na_sm-" in out.stderr and "dead process" in out.stderr, out.stderr
+
+
+def test_live_na_sm_socket_of_this_pid_is_kept_and_named() -> None:
+    out = _start_over_leftover(live=True)
     assert out.stdout.startswith("ERROR"), out.stdout + out.stderr
-    assert "/tmp/na_sm-" in out.stdout and "remove it" in out.stdout, out.stdout
+    assert "/tmp/na_sm-" in out.stdout and "socket is live" in out.stdout, out.stdout
+    assert "removed" not in out.stderr, out.stderr

@@ -15,6 +15,7 @@
 
 #include "common/backoff.h"
 #include "common/tuning.h"
+#include "transport/thallium/stale_sm.h"
 
 namespace reverie {
 namespace {
@@ -53,19 +54,21 @@ std::string margo_config() {
          std::to_string(spindown_ms) + "}";
 }
 
-// Mercury's na+sm listens on /tmp/na_sm-<pid>-<n>; a process that died without closing
-// leaves that directory behind, and a later process given the same pid cannot start
-// (seen after crash tests). Names the leftover, if any, so the user can remove it.
+// A leftover na+sm directory of this pid that survived the clean-up below is live: named in
+// the error, as the user may have opened a second engine in this process.
 std::string stale_sm_hint(const std::string& address) {
   if (address.rfind("na+sm", 0) != 0) return "";
   const std::string path = "/tmp/na_sm-" + std::to_string(getpid()) + "-0";
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return "";
-  return " (" + path + " exists: unless another engine of this process is open, a process with this pid " +
-         "died without closing and left it; remove it)";
+  return " (" + path + " exists and its socket is live: another engine of this process is open)";
 }
 
 tl::engine start_engine(const std::string& address) {
+  if (address.rfind("na+sm", 0) == 0) {
+    for (const auto& path : remove_stale_sm(getpid()))
+      std::fprintf(stderr, "reverie: removed %s, left by a dead process that had this pid\n", path.c_str());
+  }
   try {
     return tl::engine(address, THALLIUM_SERVER_MODE, margo_config());
   } catch (const std::exception& e) {
