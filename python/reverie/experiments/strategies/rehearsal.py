@@ -19,11 +19,10 @@ the task itself; ``past`` stages them and commits them at the task boundary
 a task's first epoch only: later epochs pass over the same samples, and offering them again
 would let the stage keep one sample twice.
 
-``deterministic``: inserts and draws happen at defined points, so two runs with the same
-seed, rank count and engine give the same accuracy matrices: every rank applies its
-step's insert (flush) before any rank draws, the ranks draw one after the other (an owner
-serves one requester at a time), and nobody inserts again before every draw is back. Three
-barriers per step and no overlap of draws with compute: slower, for reproducible runs.
+``deterministic``: inserts and draws happen at defined points (:class:`.lockstep.Lockstep`),
+so two runs with the same seed, rank count and engine give the same accuracy matrices:
+every step inserts (and flushes) on every rank, then the ranks draw in rank order, then
+it trains. No overlap of draws with compute: slower, for reproducible runs.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 
 from .base import Strategy, TrainingContext
+from .lockstep import Lockstep
 from .replay_buffer import buffer_report, make_buffer
 
 
@@ -63,14 +63,13 @@ class Rehearsal(Strategy):
 
         passes = _Epochs(batches, self.epochs(task), self.cfg.epochs, on_epoch)
         if self.cfg.deterministic:
-            loader = _LockstepLoader(passes, self.buffer, r, self)
+            lockstep = Lockstep(self.buffer, self.ctx.group, self.cfg.buffer_timeout)
+            loader = _LockstepLoader(passes, lockstep, r)
         else:
             loader = RehearsalLoader(passes, self.buffer, representatives=r, device=str(self.device))
         for x, y, w in loader:  # x [b + r', ...], y [b + r'], w [b + r']
             self.step(x, y, self.replay_weights(w, loader.drawn))
-        self.buffer.end_task()  # past: this task's candidates become drawable; online: a flush
-        if self.cfg.deterministic:
-            loader.barrier()  # every rank's commit is applied before any rank draws
+        loader.end_task()  # past: this task's candidates become drawable; online: a flush
         stats = getattr(loader, "stats", None)
         if callable(stats):
             self.loader_stats.append(stats())
@@ -115,37 +114,22 @@ class _LockstepLoader:
     defined points (``deterministic``): insert and flush, barrier; draw in rank order, one
     rank at a time, each waiting for its rows; barrier; train."""
 
-    def __init__(self, batches: Any, buffer: Any, representatives: int, owner: Rehearsal) -> None:
-        self.batches, self.buffer = batches, buffer
+    def __init__(self, batches: Any, lockstep: Lockstep, representatives: int) -> None:
+        self.batches, self.lockstep, self.representatives = batches, lockstep, representatives
         self.offer = True  # as RehearsalLoader.offer
-        self.representatives, self.group = representatives, owner.ctx.group
-        # MPI's barrier, not gloo's (TCP): digits, 2 tasks, 4 epochs, 2 ranks trained in
-        # 4.6 s against 16.8 s with gloo's (1.5 s without --deterministic).
-        self.barrier = self.group.comm.Barrier if self.group.comm is not None else self.group.barrier
-        self.timeout = owner.cfg.buffer_timeout
         self.drawn = 0
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def _draw(self) -> Any:
-        """This rank's draw, taken in its turn (an owner's sampling then sees one request
-        at a time, in rank order, whatever the timing)."""
-        draw = None
-        for turn in range(self.group.world_size):
-            if turn == self.group.rank:
-                draw = self.buffer.get_remote_samples(self.representatives).wait(timeout=self.timeout)
-                draw = draw.clone()  # the views are reused by later draws
-            self.barrier()
-        return draw
+    def end_task(self) -> None:
+        """As ``RehearsalLoader.end_task``, then a barrier (:meth:`Lockstep.end_task`)."""
+        self.lockstep.end_task()
 
     def __iter__(self) -> Any:
         for x, y in self.batches:
-            if self.offer:
-                self.buffer.add({"x": x.contiguous()}, y.contiguous())
-            self.buffer.flush()
-            self.barrier()  # every rank's insert is applied before any rank draws
-            draw = self._draw()
+            self.lockstep.insert({"x": x.contiguous()}, y.contiguous(), self.offer)
+            (draw,) = self.lockstep.draw([self.representatives])
             self.drawn = len(draw)
             w = torch.ones(len(y))
             if not self.drawn:
