@@ -8,10 +8,18 @@ The buffer stores each sample's logits at insertion time as an extra field ``"lo
   a second draw, independent of ``replay``, as in the paper (Buzzega et al., Alg. 1); until
   issue 18 both terms used one draw.
 
-The draws for step ``i + 1`` are requested (``get_remote_samples``) before step ``i``'s
-forward pass and waited for at step ``i + 1``, so transfers overlap compute. The received
-views are valid until the second-next request: DER uses its one draw before that; DER++,
-whose two draws per step are the buffer's two in flight, copies them (``r`` rows each).
+A step's new samples are offered to the buffer after its optimizer step, with the logits
+of its forward pass. The draws for step ``i + 1`` are requested (``get_remote_samples``)
+before step ``i``'s forward pass and waited for at step ``i + 1``, so transfers overlap
+compute. The received views are valid until the second-next request: DER uses its one draw
+before that; DER++, whose two draws per step are the buffer's two in flight, copies them
+(``r`` rows each).
+
+``replay`` and ``replay_draws``: the buffer's modes, as for ``rehearsal``. With ``past`` a
+task's candidates are staged and committed at the task boundary (``end_task``), so every
+draw replays finished tasks only; candidates are offered in a task's first epoch only
+(later epochs pass over the same samples), so the stored logits are those of the task's
+first epoch. ``passes`` draws each stored sample once per pass over the buffer.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ class DarkExperienceReplay(Strategy):
             "x": (ctx.data.input_shape, torch.float32),
             "logits": ((ctx.data.num_classes,), torch.float32),
         }
-        self.buffer = make_buffer(ctx, fields)
+        self.buffer = make_buffer(ctx, fields, ctx.config.replay, ctx.config.replay_draws)
 
     def replay_step(
         self, x: torch.Tensor, y: torch.Tensor, replay: Any, labelled: Any = None
@@ -71,20 +79,27 @@ class DarkExperienceReplay(Strategy):
     def train_task(self, task: int) -> None:
         self.optimizer = self.task_optimizer(task)
         r = self.ctx.per_rank(self.cfg.representatives)
-        timeout = self.cfg.buffer_timeout
         loader = self.batches(self.ctx.train_indices[task], salt=task)
+        timeout = self.cfg.buffer_timeout
         pending = self.request(r)
-        for _ in self.epochs(task):
+        for epoch in self.epochs(task):
+            offer = self.offers(epoch)
             for x, y in loader:
                 draws = [p.wait(timeout=timeout) for p in pending]
                 if len(draws) > 1:  # the next two requests reuse both receive blocks
                     draws = [d.clone() for d in draws]
                 pending = self.request(r)  # next step's draws, overlap this step
                 logits = self.replay_step(x, y, *draws)
-                self.buffer.add({"x": x.contiguous(), "logits": logits}, y.contiguous())
+                if offer:
+                    self.buffer.add({"x": x.contiguous(), "logits": logits}, y.contiguous())
         for p in pending:
             p.wait(timeout=timeout)
-        self.buffer.flush()
+        self.buffer.end_task()  # past: this task's candidates become drawable; online: a flush
+
+    def offers(self, epoch: int) -> bool:
+        """Whether epoch ``epoch``'s samples are offered to the buffer: always ``online``;
+        in the first epoch only with ``past`` (each sample is staged once)."""
+        return self.cfg.replay != "past" or epoch == 0
 
     def request(self, r: int) -> list[Any]:
         """Start this step's independent global draws of ``r`` rows: one for DER, two for
