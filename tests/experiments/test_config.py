@@ -68,7 +68,6 @@ def test_precedence_defaults_base_file_cli(tmp_path: Path) -> None:
         ({"lr": -1.0}, "lr"),
         ({"strategies": []}, "strategies"),
         ({"replay": "future"}, "replay"),
-        ({"deterministic": True, "strategies": ["rehearsal", "derpp"]}, "deterministic"),
         ({"batch_size": 15, "ranks": 2}, "batch_size"),  # job-wide sizes split evenly over ranks
         ({"buffer_size": 201, "ranks": 2}, "buffer_size"),
         (
@@ -80,6 +79,18 @@ def test_precedence_defaults_base_file_cli(tmp_path: Path) -> None:
 def test_validation_names_option(options: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         resolve_config(options)
+
+
+def test_replay_strategies_all_take_deterministic_and_the_replay_modes() -> None:
+    strategies = ["incremental", "scratch", "rehearsal", "der", "derpp"]
+    options = {"deterministic": True, "replay": "past", "replay_draws": "passes", "strategies": strategies}
+    cfg = resolve_config(options)
+    assert (cfg.deterministic, cfg.replay, cfg.replay_draws, cfg.strategies) == (
+        True,
+        "past",
+        "passes",
+        strategies,
+    )
 
 
 def test_der_alpha_defaults() -> None:

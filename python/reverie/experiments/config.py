@@ -174,10 +174,6 @@ class ExperimentConfig:
         if self.buffer_timeout <= 0:
             raise ValueError(f"buffer_timeout: must be > 0, got {self.buffer_timeout}")
         check_rank_split(self, self.ranks)
-        if self.deterministic and {"der", "derpp"} & set(self.strategies):
-            raise ValueError(
-                "deterministic: not available for der and derpp yet (rehearsal, incremental, scratch)"
-            )
 
     def der_alpha(self, strategy: str) -> float:
         """The logit-matching weight for ``der`` / ``derpp`` (``--alpha`` or the paper's value)."""
@@ -229,13 +225,14 @@ _HELP: dict[str, str] = {
     "replay_balance": "rehearsal: weight each of the r' replayed samples by b/r', so the replayed rows weigh as"
     " much in the loss as the b new ones (mean CE of new + mean CE of replayed, as DER++ adds its terms);"
     " false: one plain mean over b + r' rows",
-    "replay": "rehearsal: online (a minibatch's candidates enter the buffer at once, so draws also replay the"
-    " current task) or past (a task's samples are committed at the task boundary; draws replay earlier tasks only)",
-    "replay_draws": "rehearsal: independent (every draw uniform on its own) or passes (successive draws walk"
-    " one random order of the buffer, each sample replayed once per pass, as a replay data loader iterates"
-    " its memory; a new pass when the buffer's size changes, so it pays with --replay past)",
-    "deterministic": "rehearsal: inserts and draws at defined points (flush, barrier, draws in rank order), so"
-    " two runs with the same seed, ranks and engine give the same accuracies; slower",
+    "replay": "rehearsal, der, derpp: online (a minibatch's candidates enter the buffer at once, so draws"
+    " also replay the current task) or past (a task's samples are committed at the task boundary; draws replay"
+    " earlier tasks only)",
+    "replay_draws": "rehearsal, der, derpp: independent (every draw uniform on its own) or passes (successive"
+    " draws walk one random order of the buffer, each sample replayed once per pass, as a replay data loader"
+    " iterates its memory; a new pass when the buffer's size changes, so it pays with --replay past)",
+    "deterministic": "rehearsal, der, derpp: inserts and draws at defined points (flush, barrier, draws in rank"
+    " order), so two runs with the same seed, ranks and engine give the same accuracies; slower",
     "alpha": "DER/DER++ logit-matching weight (default: 0.3 for der, 0.1 for derpp, Buzzega et al. 2020)",
     "beta": "DER++ weight of the cross-entropy on replayed labels",
     "engine": "transport engine of the rehearsal buffer: auto (the first this build has: thallium, mpi), mpi, thallium",

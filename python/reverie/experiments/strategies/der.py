@@ -20,6 +20,12 @@ task's candidates are staged and committed at the task boundary (``end_task``), 
 draw replays finished tasks only; candidates are offered in a task's first epoch only
 (later epochs pass over the same samples), so the stored logits are those of the task's
 first epoch. ``passes`` draws each stored sample once per pass over the buffer.
+
+``deterministic``: the inserts and draws happen at defined points
+(:class:`.lockstep.Lockstep`), so two runs with the same seed, rank count and engine give
+the same accuracy matrices: every step, the ranks draw in rank order (DER++ both its draws
+in its turn), train, then insert step ``i``'s samples and logits (and flush) on every rank
+before any rank draws for step ``i + 1``. No overlap of draws with compute: slower.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Strategy, TrainingContext
+from .lockstep import Lockstep
 from .replay_buffer import buffer_report, make_buffer
 
 
@@ -80,6 +87,9 @@ class DarkExperienceReplay(Strategy):
         self.optimizer = self.task_optimizer(task)
         r = self.ctx.per_rank(self.cfg.representatives)
         loader = self.batches(self.ctx.train_indices[task], salt=task)
+        if self.cfg.deterministic:
+            self.train_lockstep(task, loader, r)
+            return
         timeout = self.cfg.buffer_timeout
         pending = self.request(r)
         for epoch in self.epochs(task):
@@ -95,6 +105,18 @@ class DarkExperienceReplay(Strategy):
         for p in pending:
             p.wait(timeout=timeout)
         self.buffer.end_task()  # past: this task's candidates become drawable; online: a flush
+
+    def train_lockstep(self, task: int, loader: Any, r: int) -> None:
+        """``train_task`` with the draws and inserts at defined points (``deterministic``):
+        draw in rank order, train, insert on every rank; commit at the task's end."""
+        lockstep = Lockstep(self.buffer, self.ctx.group, self.cfg.buffer_timeout)
+        sizes = [r] * (2 if self.uses_labels else 1)
+        for epoch in self.epochs(task):
+            offer = self.offers(epoch)
+            for x, y in loader:
+                logits = self.replay_step(x, y, *lockstep.draw(sizes))
+                lockstep.insert({"x": x.contiguous(), "logits": logits}, y.contiguous(), offer)
+        lockstep.end_task()
 
     def offers(self, epoch: int) -> bool:
         """Whether epoch ``epoch``'s samples are offered to the buffer: always ``online``;
