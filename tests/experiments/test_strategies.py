@@ -1,4 +1,5 @@
-"""Strategy pieces that need no ranks: rehearsal's balanced replay weights, DER++'s two draws."""
+"""Strategy pieces that need no ranks: rehearsal's balanced replay weights, DER++'s two draws,
+the epoch in which DER offers its samples."""
 
 from __future__ import annotations
 
@@ -83,3 +84,11 @@ def test_derpp_label_term_uses_the_second_draw_only() -> None:
     )
     loss.backward()
     assert torch.allclose(step, -0.1 * reference.model.weight.grad)  # type: ignore[operator]
+
+
+def test_der_offers_every_epoch_online_and_the_last_one_only_in_past_mode() -> None:
+    der = _der(DarkExperienceReplay, 0.3, 0.0)
+    der.cfg = ExperimentConfig(epochs=3)
+    assert [der.offers(e) for e in range(3)] == [True, True, True]
+    der.cfg = ExperimentConfig(epochs=3, replay="past")  # stored logits of a model that has seen the task
+    assert [der.offers(e) for e in range(3)] == [False, False, True]
