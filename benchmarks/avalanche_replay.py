@@ -24,10 +24,12 @@ EXAMPLE = ROOT / "examples" / "avalanche_replay.py"
 PLUGINS = ("replay", "reverie")
 
 
-def run(plugin: str, size: int, seed: int, ranks: int, engine: str, mpiexec: str) -> dict[str, float]:
+def run(
+    plugin: str, size: int, seed: int, ranks: int, engine: str, mpiexec: str, channels: int = 1
+) -> dict[str, float]:
     """One training run; returns the example's JSON result (final_accuracy %, train_seconds)."""
     cmd = [sys.executable, str(EXAMPLE), "--plugin", plugin, "--buffer-size", str(size), "--seed", str(seed)]
-    cmd += ["--engine", engine, "--json"]
+    cmd += ["--engine", engine, "--channels", str(channels), "--json"]
     if ranks > 1:
         cmd = [mpiexec, "-n", str(ranks), *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
@@ -46,6 +48,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--engine", default="mpi", help="Reverie's engine: auto, mpi or thallium")
     parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))
+    parser.add_argument(
+        "--channels", type=int, choices=[1, 3], default=1,
+        help="3: the gray channel repeated, an MLP of 2352 inputs (issue 18's reference setup)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(
         f"{'buffer':>6} {'seed':>4} | {'Avalanche acc':>13} {'time s':>7} | {'Reverie acc':>11} {'time s':>7}"
@@ -55,7 +61,7 @@ def main() -> int:
         secs: dict[str, list[float]] = {p: [] for p in PLUGINS}
         for seed in args.seeds:
             for plugin in PLUGINS:  # alternated, so a change in machine load hits both
-                result = run(plugin, size, seed, args.ranks, args.engine, args.mpiexec)
+                result = run(plugin, size, seed, args.ranks, args.engine, args.mpiexec, args.channels)
                 acc[plugin].append(result["final_accuracy"])
                 secs[plugin].append(result["train_seconds"])
             print(

@@ -39,10 +39,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     rank, world = DistributedHelper.rank, DistributedHelper.world_size
     torch.set_num_threads(1)
 
-    # --- SCENARIO CREATION (real MNIST digits as tensors [n, 784] in [0, 1])
+    # --- SCENARIO CREATION (real MNIST digits as tensors [n, 784 * channels] in [0, 1])
     data = load_mnist()
     (x, y), (x_test, y_test) = data.tensors("train"), data.tensors("test")
-    x, x_test = x.flatten(1), x_test.flatten(1)
+    x, x_test = (t.repeat(1, args.channels, 1, 1).flatten(1) for t in (x, x_test))  # [n, 784 * channels]
     scenario = nc_benchmark(
         TensorDataset(x, y), TensorDataset(x_test, y_test), 5, task_labels=False, fixed_class_order=range(10)
     )
@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     # MODEL CREATION (the same weights on every rank; DDP averages the gradients)
     torch.manual_seed(args.seed)
     model = DistributedHelper.wrap_model(
-        SimpleMLP(num_classes=10, hidden_size=256, hidden_layers=2, drop_rate=0)
+        SimpleMLP(num_classes=10, input_size=x.shape[1], hidden_size=256, hidden_layers=2, drop_rate=0)
     )
 
     # CREATE THE STRATEGY INSTANCE (NAIVE) with a replay plugin; sizes are per rank
@@ -102,5 +102,8 @@ if __name__ == "__main__":
     parser.add_argument("--buffer-size", type=int, default=500, help="samples kept over all ranks")
     parser.add_argument("--engine", default="auto", help="Reverie's engine: auto, mpi or thallium")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--channels", type=int, choices=[1, 3], default=1, help="3: the gray channel repeated (2352 inputs)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line (benchmarks/)")
     main(parser.parse_args())

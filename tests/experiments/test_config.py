@@ -107,8 +107,8 @@ def test_dataset_preset_sits_beneath_explicit_options() -> None:
     mnist = resolve_config({"dataset": "mnist"})
     assert (mnist.batch_size, mnist.representatives, mnist.buffer_size, mnist.epochs, mnist.lr) == (
         32,
-        32,
+        16,
         500,
         3,
-        0.01,
+        0.02,
     )

@@ -24,7 +24,29 @@ def test_bad_mnist_channels_names_the_option() -> None:
         ExperimentConfig(mnist_channels=2).validate()
 
 
-def test_mnist_preset_replays_the_past_in_passes_and_keeps_momentum() -> None:
+def test_mnist_preset_replays_the_past_in_passes_for_rehearsal_and_keeps_momentum() -> None:
     cfg = resolve_config({"dataset": "mnist"})
-    assert (cfg.replay, cfg.replay_draws, cfg.reset_optimizer) == ("past", "passes", False)
+    assert (cfg.replay, cfg.replay_draws, cfg.reset_optimizer) == ("auto", "auto", False)
+    assert cfg.replay_modes("rehearsal") == ("past", "passes")
+    assert cfg.replay_modes("der") == cfg.replay_modes("derpp") == ("online", "independent")
     assert resolve_config({"dataset": "digits"}).reset_optimizer is True
+
+
+def test_mnist_compare_runs_every_strategy_and_experiment_one() -> None:
+    assert resolve_config({"dataset": "mnist"}).strategies == [
+        "incremental",
+        "scratch",
+        "rehearsal",
+        "der",
+        "derpp",
+    ]
+    one = resolve_config({"dataset": "mnist"}, base={"strategies": ["rehearsal"]})  # reverie experiment
+    assert one.strategies == ["rehearsal"]
+
+
+def test_explicit_replay_modes_apply_to_every_strategy() -> None:
+    cfg = resolve_config({"dataset": "mnist", "replay": "online", "replay_draws": "passes"})
+    for strategy in ("rehearsal", "der", "derpp"):
+        assert cfg.replay_modes(strategy) == ("online", "passes")
+    with pytest.raises(ValueError, match="replay"):
+        ExperimentConfig(replay="sometimes").validate()

@@ -58,7 +58,8 @@ class DarkExperienceReplay(Strategy):
             "x": (ctx.data.input_shape, torch.float32),
             "logits": ((ctx.data.num_classes,), torch.float32),
         }
-        self.buffer = make_buffer(ctx, fields, ctx.config.replay, ctx.config.replay_draws)
+        self.replay, self.replay_draws = self.cfg.replay_modes(self.name)
+        self.buffer = make_buffer(ctx, fields, self.replay, self.replay_draws)
 
     def replay_step(
         self, x: torch.Tensor, y: torch.Tensor, replay: Any, labelled: Any = None
@@ -126,7 +127,7 @@ class DarkExperienceReplay(Strategy):
         """Whether epoch ``epoch``'s samples are offered to the buffer: always ``online``;
         with ``past`` in the task's last epoch only (each sample is staged once, with the
         logits of a model that has seen the task; rehearsal offers in the first epoch)."""
-        return self.cfg.replay != "past" or epoch == self.cfg.epochs - 1
+        return self.replay != "past" or epoch == self.cfg.epochs - 1
 
     def request(self, r: int) -> list[Any]:
         """Start this step's independent global draws of ``r`` rows: one for DER, two for
@@ -134,7 +135,9 @@ class DarkExperienceReplay(Strategy):
         return [self.buffer.get_remote_samples(r) for _ in range(2 if self.uses_labels else 1)]
 
     def buffer_info(self) -> dict[str, Any]:
-        return buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
+        return buffer_report(
+            self.buffer, self.cfg.buffer_size, self.ctx.group.world_size, (self.replay, self.replay_draws)
+        )
 
     def close(self) -> None:
         self.buffer.close()

@@ -44,14 +44,15 @@ class Rehearsal(Strategy):
     def __init__(self, ctx: TrainingContext) -> None:
         super().__init__(ctx)
         fields = {"x": (ctx.data.input_shape, torch.float32)}
-        self.buffer = make_buffer(ctx, fields, ctx.config.replay, ctx.config.replay_draws)
+        self.replay, self.replay_draws = self.cfg.replay_modes(self.name)
+        self.buffer = make_buffer(ctx, fields, self.replay, self.replay_draws)
         self.loader_stats: list[dict[str, Any]] = []
 
     def train_task(self, task: int) -> None:
         from reverie import RehearsalLoader
 
         self.optimizer = self.task_optimizer(task)
-        past = self.cfg.replay == "past"
+        past = self.replay == "past"
         batches = self.batches(self.ctx.train_indices[task], salt=task)
         r = self.ctx.per_rank(self.cfg.representatives)
         loader: Any
@@ -84,7 +85,9 @@ class Rehearsal(Strategy):
         return w * scale
 
     def buffer_info(self) -> dict[str, Any]:
-        info = buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
+        info = buffer_report(
+            self.buffer, self.cfg.buffer_size, self.ctx.group.world_size, (self.replay, self.replay_draws)
+        )
         if self.loader_stats:
             info["loader_stats_per_task"] = self.loader_stats
         return info
