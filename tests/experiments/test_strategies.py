@@ -88,7 +88,7 @@ def test_derpp_label_term_uses_the_second_draw_only() -> None:
 
 def test_der_offers_every_epoch_online_and_the_last_one_only_in_past_mode() -> None:
     der = _der(DarkExperienceReplay, 0.3, 0.0)
-    der.cfg = ExperimentConfig(epochs=3)
+    der.cfg, der.replay = ExperimentConfig(epochs=3), "online"
     assert [der.offers(e) for e in range(3)] == [True, True, True]
-    der.cfg = ExperimentConfig(epochs=3, replay="past")  # stored logits of a model that has seen the task
+    der.replay = "past"  # stored logits of a model that has seen the task
     assert [der.offers(e) for e in range(3)] == [False, False, True]
