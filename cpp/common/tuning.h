@@ -210,6 +210,14 @@ inline constexpr us kIdleMinSleep{100};
 // server). 32 keeps a margin; 12 KB rows, r = 28: one-way 28 us against 82 us as one message
 // per row. Specific to MPICH 5.0.2 (its header size), not to the machine.
 inline constexpr size_t kGatherRows = 32;
+// Over shared memory, rows past the eager limit but at most this size are packed into one
+// message when the library cannot read them in place (Open MPI's sm BTL): a copy costs
+// about what the transfer does there, and one rendezvous per row cost more. Open MPI
+// 5.0.11, 2 ranks all drawing 12 KB rows (benchmarks/remote_fetch.py): 7 rows 1.65-1.70x
+// the raw exchange instead of 2.0-5.9x, 28 rows 2.3-2.85x instead of 2.9-3.3x. Not on the
+// network path: there MPICH (UCX) drew 28 x 12 KB in 47 us packed against 38 us a row per
+// message, and Open MPI's tcp BTL gained nothing. Larger rows move alone (one copy each).
+inline constexpr size_t kPackRowBytes = 64 * 1024;
 // Eager limit when the MPI library does not expose one through the tool interface, and the
 // most any library's limit is trusted up to (shm_protocol()). The real limit is read at
 // start-up (8191 bytes for MPICH: larger messages go by single-copy CMA reads).

@@ -33,9 +33,10 @@ ID_BASE = 1_000_000  # global sample id: rank * ID_BASE + insertion number (exac
 TIMEOUT = 20.0
 GATHER_ROWS = 32  # MpiTransport::kGatherRows: rows per payload message when the library gathers
 
-# Layouts for the correctness checks: one 12 KB field (past MPICH's 8 KiB eager limit, so
-# one message per row), a tiny one (rows packed into one message), and three fields of
-# different dtypes: two packed, one 68 KB (one message per row).
+# Layouts for the correctness checks: one 12 KB field (past the eager limit: MPICH reads its
+# rows in place, Open MPI over shared memory gets them packed in one message, the network
+# path one message per row), a tiny one (rows packed into one message), and three fields of
+# different dtypes: two packed, one 68 KB (past kPackRowBytes: one message per row).
 LAYOUTS = {
     "single": {"x": ((3, 32, 32), torch.float32)},
     "tiny": {"x": ((16,), torch.float32)},  # cheap to check: for thousands of steps

@@ -160,12 +160,15 @@ class MpiTransport final : public Transport {
   size_t reply_message_bytes(uint32_t count) const {
     return sizeof(wire::Reply) + count * (sizeof(int64_t) + sizeof(float));
   }
-  // Rows of field f per payload message between this rank and `peer`: 1 when each row goes
-  // alone, kGatherRows when the library reads them in place, else all of them (packed).
+  // Rows of field f per payload message between this rank and `peer`: kGatherRows when the
+  // library reads them in place, all of them (packed) when a row goes eagerly or, over
+  // shared memory, is at most kPackRowBytes; else 1 (each row alone, its own rendezvous).
   size_t rows_per_message(int peer, size_t f) const {
     const PeerPath& path = paths_[peer];
     if (path.gathers_in_place) return kGatherRows;
-    return buffer_->layout().row_bytes(f) > path.eager_bytes ? 1 : SIZE_MAX;
+    const size_t rb = buffer_->layout().row_bytes(f);
+    if (rb <= path.eager_bytes || (path.shared_memory && rb <= kPackRowBytes)) return SIZE_MAX;
+    return 1;
   }
   size_t messages_of(int peer, size_t f, uint32_t count) const {
     const size_t per = rows_per_message(peer, f);
@@ -209,6 +212,7 @@ class MpiTransport final : public Transport {
   // a pipeline that needs the sender's progress for every chunk (seconds with a sleeping
   // server). Messages of at most this many rows keep a margin.
   static constexpr size_t kGatherRows = tuning::mpi::kGatherRows;
+  static constexpr size_t kPackRowBytes = tuning::mpi::kPackRowBytes;
   // The path to each peer (shm_protocol.h): its eager limit (messages of at most this many
   // bytes go out eagerly; larger ones need the receiver's progress calls while they move)
   // and whether the library reads a send's scattered rows in place (then every field's rows
