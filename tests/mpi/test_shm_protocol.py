@@ -80,9 +80,10 @@ def test_open_mpi_limits_and_paths():
     assert probe({"OMPI_MCA_btl": "^sm"}, n=2)[3] == "net,net"
 
 
-def test_rows_one_message_each_without_cma():
-    # With CMA off the engine falls back to one message per row past the eager limit (and
-    # packed rows below it): every drawn sample must still be what its owner stored.
+def test_rows_without_cma_travel_packed_or_alone():
+    # With CMA off the library cannot read scattered rows in place: rows up to kPackRowBytes
+    # (the 12 KB ones) travel packed in one message, larger ones (68 KB) one message each,
+    # and every drawn sample must still be what its owner stored.
     require_mpich()
     proc = mpirun(
         2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=CMA_OFF
@@ -101,6 +102,6 @@ def test_rows_one_message_each_without_cma():
     for res in scenarios["bad_requests"]:
         two = res["two_slots"]
         assert res["gathers_rows"] is False
-        assert two["got"] == "ok" and two["payload_messages"] == 2  # 12 KB rows: one message each
+        assert two["got"] == "ok" and two["payload_messages"] == 1  # 12 KB rows: packed over shm
         assert two["payload_bytes"] == 2 * res["row_bytes"]
         assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0

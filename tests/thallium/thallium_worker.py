@@ -225,6 +225,11 @@ def torch_comm(comm, address: str) -> dict:
                 dbuf.add(*batch(comm.rank, step))
                 s = dbuf.get_remote_samples(16).wait()
                 bad += not intact(s)
+            # Every rank's adds are applied and its next draw asks every peer its size:
+            # without this a rank that ran its 10 steps before its peer added anything drew
+            # its own rows only (seen once in CI).
+            dbuf.end_task()
+            comm.Barrier()
             owners = sorted(set(dbuf.get_remote_samples(64).wait().ranks.tolist()))
     finally:
         dist.destroy_process_group()
