@@ -475,7 +475,8 @@ class DistributedRehearsalBuffer:
         if self._pinned:
             torch.cuda.synchronize()  # no copy may still read the blocks
             pinning.unpin(self._pinned)
-        if not closed:
+        if not closed:  # that peer will not join MPI_Finalize either
+            _unclosed.append(self.rank)
             warnings.warn("DistributedRehearsalBuffer.close: a peer did not close in time", RuntimeWarning, 2)
 
     def _abandon(self) -> None:
@@ -504,6 +505,10 @@ def _resolve_engine(engine: str, world_size: int) -> str:
 
 _open_buffers: weakref.WeakSet[DistributedRehearsalBuffer] = weakref.WeakSet()
 _lost_peers: set[int] = set()  # peers that stopped answering, over every buffer of this process
+# Closes of this process that a peer did not join in time: a rank that never drew from a
+# peer after it died learns of it only there (seen in the kill test: a survivor that had
+# drawn all it needed before the victim died then waited in MPI_Finalize).
+_unclosed: list[int] = []
 
 
 def _note_lost_peers(engine: Any) -> None:
@@ -524,12 +529,13 @@ def _leave_without_finalize_after_lost_peers() -> None:
     such a peer, the process ends here instead, without finalising MPI: with status 1 if
     the program ended with an uncaught exception, else 0 (docs/security.md)."""
     mpi = sys.modules.get("mpi4py.MPI")
-    if not _lost_peers or mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+    if not (_lost_peers or _unclosed) or mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
         return
     status = 1 if getattr(sys, "last_value", None) is not None else 0
+    who = f"peers {sorted(_lost_peers)} stopped answering" if _lost_peers else "a peer did not close in time"
     sys.stderr.write(
-        f"reverie: peers {sorted(_lost_peers)} stopped answering during this run; exiting with status "
-        f"{status} without MPI_Finalize, which would wait for them\n"
+        f"reverie: {who} during this run; exiting with status {status} without MPI_Finalize, which would wait "
+        "for them\n"
     )
     sys.stdout.flush()
     sys.stderr.flush()

@@ -52,6 +52,21 @@ def intact(s) -> bool:
     )
 
 
+def wait_until_gone(pid: int, fault: str, timeout: float = 30.0) -> None:
+    """Polls /proc until process ``pid`` is dead (crash: absent or a zombie) or stopped
+    (stop), or ``timeout`` seconds pass."""
+    done = ("Z", "X") if fault == "crash" else ("T", "t")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # reaped
+        if state in done:
+            return
+        time.sleep(0.01)  # polling a condition, bounded by the deadline
+
+
 def main() -> None:
     fault, engine, out_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     # Hydra (-disable-auto-cleanup) tells survivors of a failure with SIGUSR1, which would
@@ -72,6 +87,7 @@ def main() -> None:
     dbuf.flush()
     comm.Barrier()
     dbuf.get_remote_samples(16).wait()  # every rank now knows every peer's size
+    victim_pid = comm.bcast(os.getpid() if rank == VICTIM else None, root=VICTIM)
     comm.Barrier()
     if rank == VICTIM:
         emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
@@ -80,6 +96,9 @@ def main() -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
         time.sleep(60)  # only reached if the signal were ignored; the test fails on it
         return
+    # The survivors draw once the victim is gone: on a busy box a survivor could otherwise
+    # do all its draws before the scheduler ran the victim's exit, and never see it die.
+    wait_until_gone(victim_pid, fault)
     ok, slowest, from_victim, checked = 0, 0.0, 0, 0
     for step in range(10, 40):
         dbuf.add(*batch(rank, step))
