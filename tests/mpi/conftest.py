@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mpi_jobs import ENGINES, RANKS, mpirun, require_engine, result_line
-
-_jobs: dict[tuple[int, str], dict[str, Any]] = {}
+from mpi_jobs import ENGINES, RANKS, cached_job
 
 
 @pytest.fixture(params=RANKS, ids=lambda n: f"n{n}")
@@ -28,16 +26,4 @@ def engine(request: pytest.FixtureRequest) -> str:
 def job(ranks: int, engine: str) -> dict[str, Any]:
     """Every scenario of worker.py on `ranks` ranks with `engine`: run once, then cached.
     Returns {scenario: [per-rank results]}."""
-    require_engine(engine)
-    key = (ranks, engine)
-    if key not in _jobs:
-        proc = mpirun(ranks, "tests/mpi/worker.py", "--engine", engine)
-        try:
-            _jobs[key] = result_line(proc)
-        except AssertionError as e:
-            _jobs[key] = {"error": str(e)}
-    result = _jobs[key]
-    if "error" in result:
-        pytest.fail(result["error"])
-    assert result["size"] == ranks
-    return result["scenarios"]
+    return cached_job("tests/mpi/worker.py", ranks, engine)

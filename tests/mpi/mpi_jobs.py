@@ -61,3 +61,25 @@ def result_line(proc: subprocess.CompletedProcess, prefix: str = "RESULT ") -> d
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(prefix)]
     assert len(lines) == 1, f"expected one {prefix!r} line{tail}"
     return json.loads(lines[0][len(prefix) :])
+
+
+_jobs: dict[tuple[str, int, str], dict[str, Any]] = {}
+
+
+def cached_job(script: str, ranks: int, engine: str, timeout: float = LAUNCH_TIMEOUT) -> dict[str, Any]:
+    """Every scenario of `script` on `ranks` ranks with `engine`: run once per process, then
+    cached (starting ranks costs seconds). Returns {scenario: [per-rank results]}; fails the
+    calling test if the job failed."""
+    require_engine(engine)
+    key = (script, ranks, engine)
+    if key not in _jobs:
+        proc = mpirun(ranks, script, "--engine", engine, timeout=timeout)
+        try:
+            _jobs[key] = result_line(proc)
+        except AssertionError as e:
+            _jobs[key] = {"error": str(e)}
+    result = _jobs[key]
+    if "error" in result:
+        pytest.fail(result["error"])
+    assert result["size"] == ranks
+    return result["scenarios"]

@@ -7,29 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mpi_jobs import mpirun, require_engine, result_line
+from mpi_jobs import cached_job
 from scipy.stats import chisquare
 
 P_MIN = 0.001
 RANKS = 8
-_jobs: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture(params=["mpi", "thallium"])
 def scale_job(request: pytest.FixtureRequest) -> dict[str, Any]:
-    engine = request.param
-    require_engine(engine)
-    if engine not in _jobs:
-        proc = mpirun(RANKS, "tests/mpi/scale_worker.py", "--engine", engine, timeout=300)
-        try:
-            _jobs[engine] = result_line(proc)
-        except AssertionError as e:
-            _jobs[engine] = {"error": str(e)}
-    result = _jobs[engine]
-    if "error" in result:
-        pytest.fail(result["error"])
-    assert result["size"] == RANKS
-    return result["scenarios"]
+    return cached_job("tests/mpi/scale_worker.py", RANKS, request.param, timeout=300)
 
 
 def owner_chisquare(drawn: list[float], expected: list[float]) -> float:
