@@ -11,15 +11,14 @@ Scenarios (both run in one job; rank 0 prints ``RESULT {json}``):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import traceback
 
 import mpi4py
 
 mpi4py.rc.thread_level = "multiple"
 import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
+from scenario_runner import run_scenarios  # noqa: E402
 
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
@@ -119,18 +118,7 @@ def main() -> int:
         "settled": lambda: scenario_settled(args.engine, args.draws, 2),
         "filling": lambda: scenario_filling(args.engine, args.steps, 8),
     }
-    results = {}
-    for name, run in runners.items():
-        try:
-            mine = run()
-        except Exception:
-            sys.stderr.write(f"rank {RANK}: scenario {name} failed:\n{traceback.format_exc()}")
-            sys.stderr.flush()
-            COMM.Abort(1)
-        results[name] = COMM.gather(mine, root=0)
-    if RANK == 0:
-        print("RESULT " + json.dumps({"size": SIZE, "engine": args.engine, "scenarios": results}), flush=True)
-    return 0
+    return run_scenarios(COMM, args.engine, runners, runners)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ the job, so a failure never turns into a hang.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
-import traceback
 import warnings
 
 import mpi4py
@@ -23,6 +21,7 @@ import mpi4py
 mpi4py.rc.thread_level = "multiple"
 import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
+from scenario_runner import run_scenarios  # noqa: E402
 
 from reverie import _core  # noqa: E402
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
@@ -313,20 +312,7 @@ def main() -> int:
         "concurrent": lambda: scenario_concurrent(args.engine, args.seconds, args.max_steps),
         "bad_requests": lambda: scenario_bad_requests(args.engine),
     }
-    results = {}
-    for name in args.scenarios.split(","):
-        t0 = time.perf_counter()
-        try:
-            mine = runners[name]()
-        except Exception:
-            sys.stderr.write(f"rank {RANK}: scenario {name} failed:\n{traceback.format_exc()}")
-            sys.stderr.flush()
-            COMM.Abort(1)
-        mine["_seconds"] = time.perf_counter() - t0
-        results[name] = COMM.gather(mine, root=0)
-    if RANK == 0:
-        print("RESULT " + json.dumps({"size": SIZE, "engine": args.engine, "scenarios": results}), flush=True)
-    return 0
+    return run_scenarios(COMM, args.engine, runners, args.scenarios.split(","))
 
 
 if __name__ == "__main__":
