@@ -3,7 +3,9 @@
 ``os._exit`` with its threads running, no close, no MPI_Finalize — to its peers exactly what
 a segfault or an OOM kill looks like; a literal SIGKILL cannot be used because Hydra then
 tears down the whole job whatever the flags) or stops (a real SIGSTOP); the survivors must keep drawing correct samples, exclude it,
-and close within the timeout. Each rank writes its JSON result to OUT_DIR/rank<N>.json (Open
+and close within the timeout. With FAULT ``stall-close`` rank 3 draws to the end like the
+others and stops (SIGSTOP) instead of closing: the survivors never lost a draw to it, and
+their close must give up after the timeout. Each rank writes its JSON result to OUT_DIR/rank<N>.json (Open
 MPI's launcher, once a rank failed, may drop the survivors' output) and prints it, and its
 stderr to OUT_DIR/rank<N>.err; survivors
 then simply return:
@@ -16,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -87,6 +90,9 @@ def main() -> None:
     dbuf.flush()
     comm.Barrier()
     dbuf.get_remote_samples(16).wait()  # every rank now knows every peer's size
+    if fault == "stall-close":
+        stall_at_close(dbuf, comm, out_dir)
+        return
     victim_pid = comm.bcast(os.getpid() if rank == VICTIM else None, root=VICTIM)
     comm.Barrier()
     if rank == VICTIM:
@@ -127,15 +133,52 @@ def main() -> None:
         },
         out_dir,
     )
-    # Open MPI's launcher ends the whole job once a rank leaves without MPI_Finalize (as the
-    # survivors do here, after the lost peer), killing survivors still at work: each waits,
-    # at most 30 s, until every survivor's result is written. MPI cannot be used for that
-    # (its collectives would wait for the dead rank).
+    wait_for_survivors(comm, out_dir)
+
+
+def wait_for_survivors(comm: MPI.Comm, out_dir: Path) -> None:
+    """Open MPI's launcher ends the whole job once a rank leaves without MPI_Finalize (as the
+    survivors do here, after the lost peer), killing survivors still at work: each waits,
+    at most 30 s, until every survivor's result is written. MPI cannot be used for that
+    (its collectives would wait for the lost rank)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not all(
         (out_dir / f"rank{r}.json").exists() for r in range(comm.size) if r != VICTIM
     ):
         time.sleep(0.01)
+
+
+def stall_at_close(dbuf: DistributedRehearsalBuffer, comm: MPI.Comm, out_dir: Path) -> None:
+    """Every rank draws to the end; then rank 3 stops where it would close, and the others
+    close without it."""
+    rank = comm.rank
+    ok = 0
+    for step in range(10, 20):
+        dbuf.add(*batch(rank, step))
+        ok += intact(dbuf.get_remote_samples(16).wait(timeout=4 * TIMEOUT))
+    comm.Barrier()  # nobody draws any more: the victim is never needed for a draw
+    if rank == VICTIM:
+        emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(60)  # only reached if the signal were ignored; the test fails on it
+        return
+    excluded = dbuf.excluded_peers()
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dbuf.close()
+    emit(
+        {
+            "rank": rank,
+            "pid": os.getpid(),
+            "intact_draws": ok,
+            "excluded": excluded,
+            "close_s": time.perf_counter() - t,
+            "close_warnings": [str(w.message) for w in caught],
+        },
+        out_dir,
+    )
+    wait_for_survivors(comm, out_dir)
 
 
 if __name__ == "__main__":

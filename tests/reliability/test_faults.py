@@ -85,3 +85,52 @@ def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str, tmp_path
 
     left, _ = stale_files(SHM, SHM_FILES, min_age=0.0)
     assert set(left) - shm_before == set()
+
+
+@pytest.mark.parametrize("engine", ["mpi", "thallium"])
+def test_close_without_a_stalled_peer_gives_up_and_ends(engine: str, tmp_path: Path) -> None:
+    """Rank 3 draws to the end like the others, then stops (SIGSTOP) instead of closing: no
+    draw ever missed it, so only close() finds it gone. The survivors' close gives up after
+    the timeout, warns, and the ranks end without MPI_Finalize (which would wait for it)."""
+    mpi_launch.require_engine(engine)
+    cmd = [mpi_launch.MPIEXEC, *mpi_launch.lost_rank_args(), "-n", "4", sys.executable, str(WORKER)]
+    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(
+            [*cmd, "stall-close", engine, str(tmp_path)], stdout=out, stderr=err, text=True
+        )
+        try:
+            results = wait_for_results(tmp_path, proc, timeout=120)
+            survivors_ended = [wait_for_exit(results.get(r, {}).get("pid"), 30) for r in (0, 1, 2)]
+            if "pid" in results.get(3, {}):
+                os.kill(results[3]["pid"], signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = "".join(f.read_text() for f in [tmp_path / "stderr", *sorted(tmp_path.glob("rank*.err"))])
+    assert sorted(results) == [0, 1, 2, 3], (results, stderr)
+    for rank in (0, 1, 2):
+        r = results[rank]
+        assert r["intact_draws"] == 10 and r["excluded"] == [], r
+        assert 0.9 * TIMEOUT <= r["close_s"] < 2 * TIMEOUT, r
+        assert any("did not close in time" in w for w in r["close_warnings"]), r
+    assert survivors_ended == [True, True, True], stderr
+    assert stderr.count("a peer did not close in time during this run; exiting with status 0") == 3, stderr
+
+
+def wait_for_exit(pid: int | None, timeout: float) -> bool:
+    """Whether process `pid` (a rank of the job, so a child of mpiexec, not of this test)
+    is gone or a zombie within `timeout` seconds."""
+    if pid is None:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+    return False
