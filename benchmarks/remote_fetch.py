@@ -56,6 +56,18 @@ medians shrug off the scheduler's hiccups):
                    worker thread), without the Python call and the thread hand-offs
     eng_ratio      eng_us / raw_us
     rtt_us         raw tiny-message (8 bytes) round trip between rank pairs
+
+The floor (``--launch`` only; ``--no-floor`` skips it): ``benchmarks/mpi_rows.cc``, built
+with the MPI engine and installed as ``reverie/_bench/mpi_rows``, run under the same
+mpiexec and path right after each job. In C, with no Python and no engine, it moves the
+same shares as the raw exchange but from random slots of a buffer of ``--capacity`` rows,
+as a draw must: a message per row, the rows packed into one message, or one message whose
+datatype names the slots (read in place where the library can). Its best is what plain MPI
+can do for scattered rows on that path, so a draw's time splits into the library's cost of
+scattered rows (floor against raw) and the engine's (draw against floor):
+    floor_us       the fastest of the three (floor_how names it: rows, packed, gathered)
+    vs_floor       draw_us / floor_us
+    c_raw_us       the same program sending each share contiguously (the raw exchange in C)
 """
 
 from __future__ import annotations
@@ -82,6 +94,7 @@ from mpi4py import MPI  # noqa: E402
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
+FLOOR_WAYS = ("rows", "packed", "gathered")
 PATHS = ("shm", "net", "tcp")
 REQUEST_TAG, DATA_TAG = 11, 12
 
@@ -115,7 +128,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--mpiexec", help="with --launch: the launcher (default: beside this Python, else on PATH)"
     )
+    p.add_argument("--no-floor", action="store_true", help="with --launch: skip the plain-MPI floor")
+    p.add_argument(
+        "--floor-bench",
+        default=str(installed_floor_bench()),
+        help="the floor program (default: reverie/_bench/mpi_rows of this install)",
+    )
     return p.parse_args(argv)
+
+
+def installed_floor_bench() -> Path:
+    import reverie
+
+    return Path(reverie.__file__).parent / "_bench" / "mpi_rows"
+
+
+def buffer_capacity(args: argparse.Namespace) -> int:
+    return max(2 * max(args.r), 16) if args.quick else args.capacity
 
 
 def agreed_iterations(comm: MPI.Comm, step, seconds: float, min_iters: int, max_iters: int) -> int:
@@ -439,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.sizes:
         shape = SHAPES[name]
-        capacity = max(2 * max(args.r), 16) if args.quick else args.capacity
+        capacity = buffer_capacity(args)
         res = (bench_size if args.pattern == "all" else bench_size_one)(comm, args, shape, capacity)
         sample_bytes = int(np.prod(shape)) * 4 + 12
         for r in args.r:
@@ -546,7 +575,8 @@ def without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 def launch(args: argparse.Namespace, argv: list[str]) -> int:
     """Runs this benchmark under mpiexec per (path, ranks) and prints one table."""
     mpiexec = find_mpiexec(args.mpiexec)
-    inner = [*without(argv, ("--launch", "--path", "--mpiexec")), "--json"]
+    inner = [*without(argv, ("--launch", "--path", "--mpiexec", "--no-floor", "--floor-bench")), "--json"]
+    floor = None if args.no_floor or not Path(args.floor_bench).exists() else Path(args.floor_bench)
     rows = []
     for path in args.path:
         opts, env = path_launch(mpiexec, path)
@@ -568,20 +598,59 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
                         f"remote_fetch: asked for path {path}; the environment says {row['path']}, "
                         f"the engine settled {engine}"
                     )
+            if floor:
+                add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
             rows += got
     print(
         f"{'ranks':>5} {'path':>4} {'MPI':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} {'lat_ratio':>9} "
-        f"{'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6}"
+        f"{'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
+        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8}"
     )
     for row in rows:
         print(
             f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row['sample']:>6} {row['r']:>3} "
             f"{row['draw_us']:>9.1f} {row['raw_us']:>9.1f} {row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} "
-            f"{row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} {row['cold_ratio']:>10.2f} {row['remote']:>6.2f}"
+            f"{row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} {row['cold_ratio']:>10.2f} {row['remote']:>6.2f} "
+            + (
+                f"{row['floor_us']:>9.1f} {row['floor_how']:>9} {row['vs_floor']:>8.2f} {row['c_raw_us']:>8.1f}"
+                if "floor_us" in row
+                else f"{'-':>9} {'-':>9} {'-':>8} {'-':>8}"
+            )
+        )
+    if not floor:
+        print(
+            f"# floor not measured: {'--no-floor' if args.no_floor else f'no program at {args.floor_bench}'}"
         )
     if args.json:
         print("JSON " + json.dumps(rows))
     return 0
+
+
+def add_floor(rows: list[dict], exe: Path, launcher: list[str], env: dict, args: argparse.Namespace) -> None:
+    """Runs the floor program (module help) under `launcher` for each sample size and adds its
+    numbers to the job's `rows`."""
+    for name in args.sizes:
+        row_bytes = int(np.prod(SHAPES[name])) * 4
+        seconds = 0.1 if args.quick else 0.3
+        cmd = [*launcher, str(exe), str(row_bytes), str(buffer_capacity(args)), str(seconds), args.pattern]
+        proc = subprocess.run([*cmd, *map(str, args.r)], env=env, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"remote_fetch: the floor program failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
+        by_r = {d["r"]: d for d in (json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{"))}
+        for row in rows:
+            got = by_r.get(row["r"]) if row["sample"] == name else None
+            if got is None:
+                continue
+            how = min(FLOOR_WAYS, key=lambda w: got[f"{w}_us"])
+            row.update(
+                floor_us=got[f"{how}_us"],
+                floor_how=how,
+                vs_floor=row["draw_us"] / got[f"{how}_us"],
+                c_raw_us=got["contig_us"],
+                floor_ways={w: got[f"{w}_us"] for w in FLOOR_WAYS},
+            )
 
 
 if __name__ == "__main__":

@@ -64,3 +64,11 @@ def test_remote_fetch_benchmark_launches_itself_over_both_paths():
         assert row["mpi"].split()[0] in ("MPICH", "Open") and row["bw_ratio"] > 0
     table = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("2 ")]
     assert [ln[1] for ln in table] == ["shm", "net"], proc.stdout
+    # The floor program (plain MPI moving the same rows from random slots) ran under the
+    # same launch, and each row carries its best way and the draw's ratio to it.
+    for row in rows:
+        assert row["floor_how"] in ("rows", "packed", "gathered"), row
+        assert row["floor_us"] == min(row["floor_ways"].values()) > 0, row
+        assert row["vs_floor"] == row["draw_us"] / row["floor_us"], row
+        assert row["c_raw_us"] > 0, row
+    assert "floor_us" in proc.stdout and "floor not measured" not in proc.stdout
