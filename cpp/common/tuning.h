@@ -222,6 +222,9 @@ inline constexpr size_t kPackRowBytes = 64 * 1024;
 // most any library's limit is trusted up to (shm_protocol()). The real limit is read at
 // start-up (8191 bytes for MPICH: larger messages go by single-copy CMA reads).
 inline constexpr size_t kFallbackEagerBytes = 4 * 1024, kMostEagerBytes = 64 * 1024;
+// Forces the way a reply's rows travel on every path (transport/mpi/shm_protocol.h): auto
+// (default), rows, packed or gathered. For libraries and fabrics this box cannot measure.
+inline constexpr const char* kReplyWayEnv = "REVERIE_MPI_REPLY";
 
 }  // namespace mpi
 

@@ -105,3 +105,60 @@ def test_rows_without_cma_travel_packed_or_alone():
         assert two["got"] == "ok" and two["payload_messages"] == 1  # 12 KB rows: packed over shm
         assert two["payload_bytes"] == 2 * res["row_bytes"]
         assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0
+
+
+@pytest.mark.parametrize("way, messages", [("rows", 2), ("packed", 1), ("gathered", 1)])
+def test_reply_way_forced_by_environment(way: str, messages: int):
+    # REVERIE_MPI_REPLY forces how a reply's rows travel on every path (for a library or
+    # fabric where another way is faster): two 12 KB rows go as two messages, or one packed,
+    # or one datatype over the slots; every drawn sample is still what its owner stored.
+    require_engine("mpi")
+    env = {"REVERIE_MPI_REPLY": way}
+    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=env)
+    scenarios = result_line(proc)["scenarios"]
+    for rank, res in enumerate(scenarios["correct"]):
+        for layout, got in res.items():
+            if layout.startswith("_"):
+                continue
+            assert got["gathers_rows"] is (way == "gathered")
+            assert got["checked"] > 500 and got["remote"] > 0, f"rank {rank}, {layout}: {got}"
+            assert got["bad"] == got["dupes"] == got["short"] == got["failed_requests"] == 0, (
+                rank,
+                layout,
+                got,
+            )
+    for res in scenarios["bad_requests"]:
+        two = res["two_slots"]
+        assert two["got"] == "ok" and two["payload_messages"] == messages, (way, two)
+        assert two["payload_bytes"] == 2 * res["row_bytes"]
+        assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0
+
+
+CONSTRUCT = """
+import mpi4py
+mpi4py.rc.thread_level = "multiple"
+from mpi4py import MPI
+from reverie import _core
+buffer = _core.LocalBuffer([12288], 8, None, 0, 0)
+try:
+    _core.mpi_transport(buffer, MPI.COMM_WORLD.py2f(), 1, 8, 5.0)
+except ValueError as e:
+    print(e, flush=True)
+"""
+
+
+def test_reply_way_refused_unless_known_and_the_same_everywhere():
+    # Both ranks of a pair must expect the same messages: an unknown value, or ranks that
+    # disagree, fail construction on every rank (none is left waiting for the others).
+    require_engine("mpi")
+    mpiexec = find_mpiexec()
+    env = {**os.environ, "REVERIE_MPI_REPLY": "fast"}
+    cmd = [mpiexec, "-n", "2", sys.executable, "-c", CONSTRUCT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.stdout.count("REVERIE_MPI_REPLY: expected auto, rows, packed or gathered; rank 0") == 2, proc
+    if probe({})[0] != "MPICH":
+        return  # per-rank environments below use Hydra's MPMD syntax
+    one = [sys.executable, "-c", CONSTRUCT]
+    cmd = [mpiexec, "-n", "1", "-env", "REVERIE_MPI_REPLY", "rows", *one, ":", "-n", "1", *one]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.count("must be the same on every rank; rank 1 has auto, rank 0 rows") == 2, proc

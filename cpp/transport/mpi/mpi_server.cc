@@ -193,7 +193,7 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
             &reply.sends[0]);
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
-    if (paths_[dest].gathers_in_place) {
+    if (gathers(dest)) {
       send_gathered(dest, tag, req, *slots_from, f, reply);
       continue;
     }
@@ -213,8 +213,8 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
   }
 }
 
-// The library reads the rows in place (paths_[dest].gathers_in_place), like a bulk transfer from a list of
-// segments; a datatype may be freed while a send that uses it is still open.
+// The library reads the rows in place where it can (paths_[dest].gathers_in_place), like a bulk transfer
+// from a list of segments; a datatype may be freed while a send that uses it is still open.
 void MpiTransport::send_gathered(int dest, int tag, const wire::DecodedRequest& req, const Columns& slots_from,
                                  size_t f, OpenReply& reply) {
   const SampleLayout& layout = buffer_->layout();

@@ -112,16 +112,34 @@ void MpiTransport::agree_on_protocol() {
     check(MPI_Allreduce(MPI_IN_PLACE, &node_id, 1, MPI_INT, MPI_MIN, node), "MPI_Allreduce(node)");
     MPI_Comm_free(&node);
   }
-  constexpr int kFields = 5;
-  const int64_t view[kFields] = {node_id, static_cast<int64_t>(mine.eager_bytes), mine.gathers_in_place ? 1 : 0,
-                                 static_cast<int64_t>(mine.net_eager_bytes), mine.shared_memory ? 1 : 0};
+  constexpr int kFields = 6;
+  const int64_t view[kFields] = {node_id,
+                                 static_cast<int64_t>(mine.eager_bytes),
+                                 mine.gathers_in_place ? 1 : 0,
+                                 static_cast<int64_t>(mine.net_eager_bytes),
+                                 mine.shared_memory ? 1 : 0,
+                                 static_cast<int64_t>(mine.reply_way)};
   std::vector<int64_t> all(static_cast<size_t>(kFields) * size_);
   check(MPI_Allgather(view, kFields, MPI_INT64_T, all.data(), kFields, MPI_INT64_T, comm_),
         "MPI_Allgather(protocol)");
   auto protocol_of = [&](int r) {
     const int64_t* v = &all[static_cast<size_t>(kFields) * r];
-    return ShmProtocol{static_cast<size_t>(v[1]), v[2] != 0, static_cast<size_t>(v[3]), v[4] != 0};
+    return ShmProtocol{static_cast<size_t>(v[1]), v[2] != 0, static_cast<size_t>(v[3]), v[4] != 0,
+                       static_cast<ReplyWay>(v[5])};
   };
+  // Every rank sees every rank's setting, so all refuse together (none is left waiting).
+  for (int r = 0; r < size_; ++r) {
+    const ReplyWay way = protocol_of(r).reply_way;
+    if (way == ReplyWay::kInvalid || way != protocol_of(0).reply_way) {
+      MPI_Comm_free(&comm_);
+      const std::string rank = "rank " + std::to_string(r);
+      throw std::invalid_argument(
+          way == ReplyWay::kInvalid
+              ? std::string(kReplyWayEnv) + ": expected auto, rows, packed or gathered; " + rank + " has another value"
+              : std::string(kReplyWayEnv) + ": must be the same on every rank; " + rank + " has " +
+                    reply_way_name(way) + ", rank 0 " + reply_way_name(protocol_of(0).reply_way));
+    }
+  }
   paths_.resize(size_);
   least_eager_bytes_ = SIZE_MAX;
   for (int peer = 0; peer < size_; ++peer) {
@@ -134,7 +152,7 @@ void MpiTransport::agree_on_protocol() {
 bool MpiTransport::gathers_rows() const {
   bool all = true;
   for (int peer = 0; peer < size_; ++peer)
-    if (peer != rank_ || size_ == 1) all = all && paths_[peer].gathers_in_place;
+    if (peer != rank_ || size_ == 1) all = all && gathers(peer);
   return all;
 }
 

@@ -84,8 +84,9 @@ class MpiTransport final : public Transport {
   void abandon() override { stop_server(); }
 
   uint64_t requests_served() const override { return served_.load(); }
-  // Whether each field's rows go to a peer as one message read in place: for every peer
-  // (a job of one rank: whether a shared-memory peer would).
+  // Whether each field's rows go to a peer as hindexed_block messages over the slots (read
+  // in place where the library can): for every peer (a job of one rank: whether a
+  // shared-memory peer would).
   bool gathers_rows() const;
   // The path to each rank (this rank's own entry: what a shared-memory peer would get).
   const std::vector<PeerPath>& peer_paths() const { return paths_; }
@@ -163,12 +164,20 @@ class MpiTransport final : public Transport {
   // Rows of field f per payload message between this rank and `peer`: kGatherRows when the
   // library reads them in place, all of them (packed) when a row goes eagerly or, over
   // shared memory, is at most kPackRowBytes; else 1 (each row alone, its own rendezvous).
+  // REVERIE_MPI_REPLY, where set, decides instead (shm_protocol.h).
   size_t rows_per_message(int peer, size_t f) const {
     const PeerPath& path = paths_[peer];
-    if (path.gathers_in_place) return kGatherRows;
+    if (gathers(peer)) return kGatherRows;
+    if (path.way == ReplyWay::kRows) return 1;
+    if (path.way == ReplyWay::kPacked) return SIZE_MAX;
     const size_t rb = buffer_->layout().row_bytes(f);
     if (rb <= path.eager_bytes || (path.shared_memory && rb <= kPackRowBytes)) return SIZE_MAX;
     return 1;
+  }
+  // Whether a reply's rows go to `peer` as hindexed_block messages over the slots.
+  bool gathers(int peer) const {
+    const PeerPath& path = paths_[peer];
+    return path.way == ReplyWay::kGathered || (path.way == ReplyWay::kAuto && path.gathers_in_place);
   }
   size_t messages_of(int peer, size_t f, uint32_t count) const {
     const size_t per = rows_per_message(peer, f);

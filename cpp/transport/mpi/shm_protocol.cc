@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -85,8 +86,29 @@ bool lists_sm(const std::string& btl) {
 
 }  // namespace
 
+ReplyWay parse_reply_way(const char* value) {
+  const std::string v = value == nullptr ? "" : value;
+  if (v.empty() || v == "auto") return ReplyWay::kAuto;
+  if (v == "rows") return ReplyWay::kRows;
+  if (v == "packed") return ReplyWay::kPacked;
+  if (v == "gathered") return ReplyWay::kGathered;
+  return ReplyWay::kInvalid;
+}
+
+const char* reply_way_name(ReplyWay way) {
+  switch (way) {
+    case ReplyWay::kAuto: return "auto";
+    case ReplyWay::kRows: return "rows";
+    case ReplyWay::kPacked: return "packed";
+    case ReplyWay::kGathered: return "gathered";
+    case ReplyWay::kInvalid: break;
+  }
+  return "invalid";
+}
+
 ShmProtocol shm_protocol() {
   ShmProtocol out;
+  out.reply_way = parse_reply_way(std::getenv(tuning::mpi::kReplyWayEnv));
   out.eager_bytes = kFallbackBytes;
   out.net_eager_bytes = kFallbackBytes;
   int provided = 0;
@@ -117,6 +139,7 @@ ShmProtocol shm_protocol() {
 PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node) {
   PeerPath out;
   out.shared_memory = same_node && a.shared_memory && b.shared_memory;
+  out.way = a.reply_way == b.reply_way ? a.reply_way : ReplyWay::kInvalid;
   if (out.shared_memory) {
     out.eager_bytes = std::min(a.eager_bytes, b.eager_bytes);
     out.gathers_in_place = a.gathers_in_place && b.gathers_in_place;

@@ -18,16 +18,29 @@
 //   tool interface). Scattered sends are never assumed to move in place there.
 // An implementation without a control variable (or without the tool interface) gets the
 // fallbacks: nothing here is MPICH-only.
+// The way a reply's rows travel can also be forced (REVERIE_MPI_REPLY, the same on every
+// rank): rows (a message per row, straight from the slots), packed (copied into one message
+// per field) or gathered (a hindexed_block datatype over the slots, kGatherRows rows per
+// message). auto (the default) picks per path as above. Which is fastest depends on the
+// library, its path and the row size: benchmarks/remote_fetch.py --launch times all three
+// in plain MPI beside the engine (the floor columns).
 #include <cstddef>
 #include <cstdint>
 
 namespace reverie {
+
+enum class ReplyWay : uint8_t { kAuto = 0, kRows, kPacked, kGathered, kInvalid };
+
+// REVERIE_MPI_REPLY's value (nullptr or empty: auto); kInvalid for anything else.
+ReplyWay parse_reply_way(const char* value);
+const char* reply_way_name(ReplyWay way);
 
 struct ShmProtocol {
   size_t eager_bytes = 0;
   bool gathers_in_place = false;
   size_t net_eager_bytes = 0;
   bool shared_memory = true;  // the library moves messages between ranks of one node through shared memory
+  ReplyWay reply_way = ReplyWay::kAuto;  // from REVERIE_MPI_REPLY
 };
 
 // MPI must be initialised.
@@ -38,6 +51,7 @@ struct PeerPath {
   bool shared_memory = false;  // same node and both libraries use shared memory
   size_t eager_bytes = 0;      // the smaller of the two ranks' limits for this path
   bool gathers_in_place = false;
+  ReplyWay way = ReplyWay::kAuto;  // forced by REVERIE_MPI_REPLY (both ranks ask the same)
 };
 
 // Both ranks' views and whether they share a node (same MPI_COMM_TYPE_SHARED communicator).
