@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mpi_launch
 import pytest
@@ -32,40 +34,40 @@ def wait_for_results(out_dir: Path, proc: subprocess.Popen, timeout: float) -> d
         time.sleep(0.05)  # polling files the ranks write; bounded by the deadline
 
 
-@pytest.mark.parametrize("engine", ["mpi", "thallium"])
-@pytest.mark.parametrize("fault", ["crash", "stop"])
-def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str, tmp_path: Path) -> None:
-    mpi_launch.require_engine(engine)
-    shm_before = set(SHM.glob(SHM_FILES))
-    cmd = [
-        mpi_launch.MPIEXEC,
-        *mpi_launch.lost_rank_args(),
-        "-n",
-        "4",
-        sys.executable,
-        str(WORKER),
-        fault,
-        engine,
-        str(tmp_path),
-    ]
+def run_fault_job(
+    fault: str, engine: str, tmp_path: Path, meanwhile: Callable[[dict[int, dict]], Any] = lambda _: None
+) -> tuple[dict[int, dict], str, Any]:
+    """Runs fault_worker.py FAULT ENGINE on 4 ranks and returns the ranks' results, the job's
+    stderr (the launcher's, then each rank's) and what `meanwhile(results)` returned, called
+    once the results are in and before a stopped victim is killed."""
+    cmd = [mpi_launch.MPIEXEC, *mpi_launch.lost_rank_args(), "-n", "4", sys.executable, str(WORKER)]
     # Output goes to files, never a pipe nobody reads while the job runs. The results come
     # from the ranks' own files: Open MPI's launcher, once a rank failed, may drop the
     # survivors' stdout.
     with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen([*cmd, fault, engine, str(tmp_path)], stdout=out, stderr=err, text=True)
         try:
             # mpiexec stays up while the victim is stopped: results first, then kill it.
             results = wait_for_results(tmp_path, proc, timeout=120)
+            got = meanwhile(results)
             victim = results.get(3, {})
-            if fault == "stop" and "pid" in victim:
+            if fault != "crash" and "pid" in victim:
                 os.kill(victim["pid"], signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    # The launcher's own, then each rank's (fault_worker.py sends it to a file per rank).
     stderr = "".join(f.read_text() for f in [tmp_path / "stderr", *sorted(tmp_path.glob("rank*.err"))])
+    return results, stderr, got
+
+
+@pytest.mark.parametrize("engine", ["mpi", "thallium"])
+@pytest.mark.parametrize("fault", ["crash", "stop"])
+def test_survivors_exclude_dead_peer_and_close(fault: str, engine: str, tmp_path: Path) -> None:
+    mpi_launch.require_engine(engine)
+    shm_before = set(SHM.glob(SHM_FILES))
+    results, stderr, _ = run_fault_job(fault, engine, tmp_path)
     assert sorted(results) == [0, 1, 2, 3], (results, stderr)
     assert results[3]["victim"]
     for rank in (0, 1, 2):
@@ -93,29 +95,18 @@ def test_close_without_a_stalled_peer_gives_up_and_ends(engine: str, tmp_path: P
     draw ever missed it, so only close() finds it gone. The survivors' close gives up after
     the timeout, warns, and the ranks end without MPI_Finalize (which would wait for it)."""
     mpi_launch.require_engine(engine)
-    cmd = [mpi_launch.MPIEXEC, *mpi_launch.lost_rank_args(), "-n", "4", sys.executable, str(WORKER)]
-    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen(
-            [*cmd, "stall-close", engine, str(tmp_path)], stdout=out, stderr=err, text=True
-        )
-        try:
-            results = wait_for_results(tmp_path, proc, timeout=120)
-            survivors_ended = [wait_for_exit(results.get(r, {}).get("pid"), 30) for r in (0, 1, 2)]
-            if "pid" in results.get(3, {}):
-                os.kill(results[3]["pid"], signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    stderr = "".join(f.read_text() for f in [tmp_path / "stderr", *sorted(tmp_path.glob("rank*.err"))])
+
+    def survivors_ended(results: dict[int, dict]) -> list[bool]:
+        return [wait_for_exit(results.get(r, {}).get("pid"), 30) for r in (0, 1, 2)]
+
+    results, stderr, ended = run_fault_job("stall-close", engine, tmp_path, survivors_ended)
     assert sorted(results) == [0, 1, 2, 3], (results, stderr)
     for rank in (0, 1, 2):
         r = results[rank]
         assert r["intact_draws"] == 10 and r["excluded"] == [], r
         assert 0.9 * TIMEOUT <= r["close_s"] < 2 * TIMEOUT, r
         assert any("did not close in time" in w for w in r["close_warnings"]), r
-    assert survivors_ended == [True, True, True], stderr
+    assert ended == [True, True, True], stderr
     assert stderr.count("a peer did not close in time during this run; exiting with status 0") == 3, stderr
 
 
