@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -168,9 +169,10 @@ class MpiTransport final : public Transport {
   size_t rows_per_message(int peer, size_t f) const {
     const PeerPath& path = paths_[peer];
     if (gathers(peer)) return kGatherRows;
-    if (path.way == ReplyWay::kRows) return 1;
-    if (path.way == ReplyWay::kPacked) return SIZE_MAX;
     const size_t rb = buffer_->layout().row_bytes(f);
+    if (path.way == ReplyWay::kRows) return 1;
+    // Packed replies are one message per field, whose size MPI counts in an int.
+    if (path.way == ReplyWay::kPacked) return rb * options_.max_rows <= kMostMessageBytes ? SIZE_MAX : 1;
     if (rb <= path.eager_bytes || (path.shared_memory && rb <= kPackRowBytes)) return SIZE_MAX;
     return 1;
   }
@@ -222,6 +224,7 @@ class MpiTransport final : public Transport {
   // server). Messages of at most this many rows keep a margin.
   static constexpr size_t kGatherRows = tuning::mpi::kGatherRows;
   static constexpr size_t kPackRowBytes = tuning::mpi::kPackRowBytes;
+  static constexpr size_t kMostMessageBytes = static_cast<size_t>(std::numeric_limits<int>::max());
   // The path to each peer (shm_protocol.h): its eager limit (messages of at most this many
   // bytes go out eagerly; larger ones need the receiver's progress calls while they move)
   // and whether the library reads a send's scattered rows in place (then every field's rows
