@@ -30,14 +30,6 @@ COMPARE_DEFAULT = ("incremental", "scratch", "rehearsal")
 #: buffer 200: DER alpha 0.3; DER++ alpha 0.1, beta 0.5).
 DER_ALPHA = {"der": 0.3, "derpp": 0.1}
 DERPP_BETA = 0.5
-#: Defaults per dataset, beneath every explicit option: digits has ~270 training samples
-#: per task (20x fewer than MNIST-1D), so smaller batches, buffer and draws, more epochs:
-#: 12 epochs are ~200 steps per task, where 6-8 left rehearsal scattering by
-#: which samples its draws happened to see (71-93% at 6 epochs, 81-94% at 8, 92-96% at 12).
-#: lr 0.02, not 0.05: at 0.05 the first steps of a task (loss 30-60, the old classes' logits
-#: far ahead) killed every ReLU of the conv layers in ~1 run of 3, and the network then
-#: answered one class of the new task (50%); at 0.02 incremental learned every task (>= 94%,
-#: issue 18, 2 ranks, seeds 1, 4, 5, 6 that had collapsed at 0.05).
 #: What ``--replay auto`` / ``--replay-draws auto`` mean per strategy. Rehearsal replays
 #: finished tasks in passes (as Avalanche's Replay; on mnist 83.3% against 80.5% online, r = 32).
 #: DER and DER++ replay online: their stored logits are the replay targets, and past mode
@@ -47,7 +39,14 @@ AUTO_REPLAY: dict[str, tuple[str, str]] = {
     "der": ("online", "independent"),
     "derpp": ("online", "independent"),
 }
-
+#: Defaults per dataset, beneath every explicit option: digits has ~270 training samples
+#: per task (20x fewer than MNIST-1D), so smaller batches, buffer and draws, more epochs:
+#: 12 epochs are ~200 steps per task, where 6-8 left rehearsal scattering by
+#: which samples its draws happened to see (71-93% at 6 epochs, 81-94% at 8, 92-96% at 12).
+#: lr 0.02, not 0.05: at 0.05 the first steps of a task (loss 30-60, the old classes' logits
+#: far ahead) killed every ReLU of the conv layers in ~1 run of 3, and the network then
+#: answered one class of the new task (50%); at 0.02 incremental learned every task (>= 94%,
+#: issue 18, 2 ranks, seeds 1, 4, 5, 6 that had collapsed at 0.05).
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "digits": {
         "batch_size": 16,

@@ -58,8 +58,8 @@ class DarkExperienceReplay(Strategy):
             "x": (ctx.data.input_shape, torch.float32),
             "logits": ((ctx.data.num_classes,), torch.float32),
         }
-        self.replay, self.replay_draws = self.cfg.replay_modes(self.name)
-        self.buffer = make_buffer(ctx, fields, self.replay, self.replay_draws)
+        self.replay, draws = self.cfg.replay_modes(self.name)
+        self.buffer = make_buffer(ctx, fields, self.replay, draws)
 
     def replay_step(
         self, x: torch.Tensor, y: torch.Tensor, replay: Any, labelled: Any = None
@@ -135,9 +135,7 @@ class DarkExperienceReplay(Strategy):
         return [self.buffer.get_remote_samples(r) for _ in range(2 if self.uses_labels else 1)]
 
     def buffer_info(self) -> dict[str, Any]:
-        return buffer_report(
-            self.buffer, self.cfg.buffer_size, self.ctx.group.world_size, (self.replay, self.replay_draws)
-        )
+        return buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
 
     def close(self) -> None:
         self.buffer.close()

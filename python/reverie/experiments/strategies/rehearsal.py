@@ -44,8 +44,8 @@ class Rehearsal(Strategy):
     def __init__(self, ctx: TrainingContext) -> None:
         super().__init__(ctx)
         fields = {"x": (ctx.data.input_shape, torch.float32)}
-        self.replay, self.replay_draws = self.cfg.replay_modes(self.name)
-        self.buffer = make_buffer(ctx, fields, self.replay, self.replay_draws)
+        self.replay, draws = self.cfg.replay_modes(self.name)
+        self.buffer = make_buffer(ctx, fields, self.replay, draws)
         self.loader_stats: list[dict[str, Any]] = []
 
     def train_task(self, task: int) -> None:
@@ -85,9 +85,7 @@ class Rehearsal(Strategy):
         return w * scale
 
     def buffer_info(self) -> dict[str, Any]:
-        info = buffer_report(
-            self.buffer, self.cfg.buffer_size, self.ctx.group.world_size, (self.replay, self.replay_draws)
-        )
+        info = buffer_report(self.buffer, self.cfg.buffer_size, self.ctx.group.world_size)
         if self.loader_stats:
             info["loader_stats_per_task"] = self.loader_stats
         return info

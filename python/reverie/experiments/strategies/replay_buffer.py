@@ -51,16 +51,14 @@ def make_buffer(
     )
 
 
-def buffer_report(
-    buffer: Any, capacity_global: int, world_size: int, modes: tuple[str, str]
-) -> dict[str, Any]:
-    """Sizes and ``(replay, replay_draws)`` modes of ``buffer`` for the results (collective:
-    every rank must call it)."""
+def buffer_report(buffer: Any, capacity_global: int, world_size: int) -> dict[str, Any]:
+    """Sizes and replay modes of ``buffer`` for the results (collective: every rank must
+    call it)."""
     return {
         "capacity_per_rank": capacity_global // world_size,
         "capacity_global": capacity_global,
         "local_size": len(buffer),
         "global_size": int(buffer.global_size()),
-        "replay": modes[0],
-        "replay_draws": modes[1],
+        "replay": buffer.replay,
+        "replay_draws": buffer.draws,
     }
