@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from mpi4py import MPI
+from proc_state import DEAD, wait_for_state
 
 from reverie import DistributedRehearsalBuffer
 
@@ -55,19 +56,11 @@ def intact(s) -> bool:
     )
 
 
-def wait_until_gone(pid: int, fault: str, timeout: float = 30.0) -> None:
-    """Polls /proc until process ``pid`` is dead (crash: absent or a zombie) or stopped
-    (stop), or ``timeout`` seconds pass."""
-    done = ("Z", "X") if fault == "crash" else ("T", "t")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return  # reaped
-        if state in done:
-            return
-        time.sleep(0.01)  # polling a condition, bounded by the deadline
+def stop_self(rank: int, out_dir: Path) -> None:
+    """The victim writes its result (with its pid, for the test to kill it) and stops."""
+    emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(60)  # only reached if the signal were ignored; the test fails on it
 
 
 def main() -> None:
@@ -96,15 +89,14 @@ def main() -> None:
     victim_pid = comm.bcast(os.getpid() if rank == VICTIM else None, root=VICTIM)
     comm.Barrier()
     if rank == VICTIM:
-        emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
         if fault == "crash":
+            emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
             os._exit(137)
-        os.kill(os.getpid(), signal.SIGSTOP)
-        time.sleep(60)  # only reached if the signal were ignored; the test fails on it
+        stop_self(rank, out_dir)
         return
     # The survivors draw once the victim is gone: on a busy box a survivor could otherwise
     # do all its draws before the scheduler ran the victim's exit, and never see it die.
-    wait_until_gone(victim_pid, fault)
+    wait_for_state(victim_pid, DEAD if fault == "crash" else ("T", "t"), timeout=30)
     ok, slowest, from_victim, checked = 0, 0.0, 0, 0
     for step in range(10, 40):
         dbuf.add(*batch(rank, step))
@@ -158,9 +150,7 @@ def stall_at_close(dbuf: DistributedRehearsalBuffer, comm: MPI.Comm, out_dir: Pa
         ok += intact(dbuf.get_remote_samples(16).wait(timeout=4 * TIMEOUT))
     comm.Barrier()  # nobody draws any more: the victim is never needed for a draw
     if rank == VICTIM:
-        emit({"rank": rank, "pid": os.getpid(), "victim": True}, out_dir)
-        os.kill(os.getpid(), signal.SIGSTOP)
-        time.sleep(60)  # only reached if the signal were ignored; the test fails on it
+        stop_self(rank, out_dir)
         return
     excluded = dbuf.excluded_peers()
     t = time.perf_counter()

@@ -18,6 +18,7 @@ mpi4py.rc.thread_level = "multiple"
 import torch  # noqa: E402
 from fault_worker import intact  # noqa: E402  (same directory: the rows fault_worker checks)
 from mpi4py import MPI  # noqa: E402
+from proc_state import wait_for_state  # noqa: E402
 
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
@@ -36,16 +37,9 @@ def fill(dbuf: DistributedRehearsalBuffer) -> None:
     dbuf.flush()
 
 
-def stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 def requester(dbuf: DistributedRehearsalBuffer, victim_pid: int) -> dict:
     os.kill(victim_pid, signal.SIGSTOP)  # delivered asynchronously: draw only once it took effect
-    deadline = time.monotonic() + 20
-    while not stopped(victim_pid) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_for_state(victim_pid, ("T",), timeout=20, poll=0.001)
     draws, from_victim = [], 0
     for _ in range(4):  # the first times out on the victim; the others reuse both blocks
         draws.append(dbuf.get_remote_samples(24).wait(timeout=4 * TIMEOUT))

@@ -16,6 +16,7 @@ from typing import Any
 
 import mpi_launch
 import pytest
+from proc_state import DEAD, wait_for_state
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 TIMEOUT = 3.0
@@ -97,7 +98,8 @@ def test_close_without_a_stalled_peer_gives_up_and_ends(engine: str, tmp_path: P
     mpi_launch.require_engine(engine)
 
     def survivors_ended(results: dict[int, dict]) -> list[bool]:
-        return [wait_for_exit(results.get(r, {}).get("pid"), 30) for r in (0, 1, 2)]
+        pids = [results.get(r, {}).get("pid") for r in (0, 1, 2)]
+        return [pid is not None and wait_for_state(pid, DEAD, timeout=30) for pid in pids]
 
     results, stderr, ended = run_fault_job("stall-close", engine, tmp_path, survivors_ended)
     assert sorted(results) == [0, 1, 2, 3], (results, stderr)
@@ -108,20 +110,3 @@ def test_close_without_a_stalled_peer_gives_up_and_ends(engine: str, tmp_path: P
         assert any("did not close in time" in w for w in r["close_warnings"]), r
     assert ended == [True, True, True], stderr
     assert stderr.count("a peer did not close in time during this run; exiting with status 0") == 3, stderr
-
-
-def wait_for_exit(pid: int | None, timeout: float) -> bool:
-    """Whether process `pid` (a rank of the job, so a child of mpiexec, not of this test)
-    is gone or a zombie within `timeout` seconds."""
-    if pid is None:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.05)  # polling a condition, bounded by the deadline
-    return False

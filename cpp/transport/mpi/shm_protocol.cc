@@ -139,7 +139,7 @@ ShmProtocol shm_protocol() {
 PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node) {
   PeerPath out;
   out.shared_memory = same_node && a.shared_memory && b.shared_memory;
-  out.way = a.reply_way == b.reply_way ? a.reply_way : ReplyWay::kInvalid;
+  out.way = a.reply_way;  // the same on both: MpiTransport refuses ranks that differ
   if (out.shared_memory) {
     out.eager_bytes = std::min(a.eager_bytes, b.eager_bytes);
     out.gathers_in_place = a.gathers_in_place && b.gathers_in_place;

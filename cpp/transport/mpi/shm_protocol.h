@@ -51,7 +51,7 @@ struct PeerPath {
   bool shared_memory = false;  // same node and both libraries use shared memory
   size_t eager_bytes = 0;      // the smaller of the two ranks' limits for this path
   bool gathers_in_place = false;
-  ReplyWay way = ReplyWay::kAuto;  // forced by REVERIE_MPI_REPLY (both ranks ask the same)
+  ReplyWay way = ReplyWay::kAuto;  // REVERIE_MPI_REPLY (every rank must ask the same)
 };
 
 // Both ranks' views and whether they share a node (same MPI_COMM_TYPE_SHARED communicator).
