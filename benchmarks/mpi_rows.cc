@@ -66,22 +66,24 @@ class Rows {
   std::unique_ptr<char, Free> data_;
 };
 
-// r split over `owners` as evenly as they allow, the remainder rotating with `shift`.
-std::vector<int> shares(int r, const std::vector<int>& owners, int shift) {
-  const int n = static_cast<int>(owners.size());
-  std::vector<int> out(n);
-  for (int i = 0; i < n; ++i) out[i] = r / n + (((i - shift) % n + n) % n < r % n ? 1 : 0);
-  return out;
-}
+// Owner i's share of r split over n owners as evenly as they allow, the remainder rotating
+// with `shift`.
+int share_of(int i, int n, int r, int shift) { return r / n + (((i - shift) % n + n) % n < r % n ? 1 : 0); }
 
 class Exchange {
  public:
-  Exchange(const Setup& setup, int r) : s_(setup), r_(r), rng_(7 + rank()) {
+  Exchange(const Setup& setup, int r) : s_(setup), r_(r), me_(rank()), rng_(7 + me_) {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    // The ranks a requester takes rows from: all (its own share is a local copy), or with
+    // one requester the others.
+    if (s_.all || me_ == 0)
+      for (int p = 0; p < size_; ++p)
+        if (s_.all || p != 0) owners_.push_back(p);
     store_ = Rows(s_.capacity, s_.row_bytes);
     hot_ = Rows(r, s_.row_bytes);
     packed_ = Rows(r, s_.row_bytes);
     dest_ = Rows(r, s_.row_bytes);
+    asks_.resize(owners_.size());
     requests_.reserve(4 * (r + size_));
   }
 
@@ -93,35 +95,27 @@ class Exchange {
 
   // One draw (all) or one pull by rank 0 (one); returns its seconds on a requester, else -1.
   double step(Mode mode, int call) {
-    const int me = rank();
-    const bool asks = s_.all || me == 0;
-    std::vector<int> owners;
-    for (int p = 0; p < size_; ++p)
-      if (p != me && (s_.all || p != 0) && (s_.all || me == 0)) owners.push_back(p);
-    if (s_.all) owners.insert(std::lower_bound(owners.begin(), owners.end(), me), me);
     const auto t0 = std::chrono::steady_clock::now();
     requests_.clear();
-    if (asks) ask(mode, owners, call + me);
+    ask(mode, call + me_);
     if (s_.all) {
       for (int p = 0; p < size_; ++p)
-        if (p != me) serve(mode, p);
-    } else if (me != 0) {
+        if (p != me_) serve(mode, p);
+    } else if (me_ != 0) {
       serve(mode, 0);
     }
     MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return asks ? dt : -1.0;
+    return owners_.empty() ? -1.0 : dt;
   }
 
  private:
-  void ask(Mode mode, const std::vector<int>& owners, int shift) {
-    const std::vector<int> share = shares(r_, owners, shift);
-    const int me = rank();
+  void ask(Mode mode, int shift) {
+    const int owners = static_cast<int>(owners_.size());
     size_t row = 0;
-    asks_.assign(owners.size(), 0);
-    for (size_t i = 0; i < owners.size(); ++i) {
-      const int n = share[i];
-      if (owners[i] == me) {
+    for (int i = 0; i < owners; ++i) {
+      const int n = share_of(i, owners, r_, shift);
+      if (owners_[i] == me_) {
         copy_rows(dest_.data() + row * s_.row_bytes, n);
       } else {
         const bool per_row = mode == Mode::kRows;
@@ -129,11 +123,11 @@ class Exchange {
           const size_t rows = per_row ? 1 : n;
           requests_.emplace_back();
           MPI_Irecv(dest_.data() + (row + k) * s_.row_bytes, static_cast<int>(rows * s_.row_bytes), MPI_BYTE,
-                    owners[i], kRowTag, MPI_COMM_WORLD, &requests_.back());
+                    owners_[i], kRowTag, MPI_COMM_WORLD, &requests_.back());
         }
         asks_[i] = n;
         requests_.emplace_back();
-        MPI_Isend(&asks_[i], 1, MPI_INT, owners[i], kAskTag, MPI_COMM_WORLD, &requests_.back());
+        MPI_Isend(&asks_[i], 1, MPI_INT, owners_[i], kAskTag, MPI_COMM_WORLD, &requests_.back());
       }
       row += n;
     }
@@ -178,7 +172,9 @@ class Exchange {
 
   Setup s_;
   int r_;
+  int me_;
   int size_ = 1;
+  std::vector<int> owners_;  // in rank order; empty on a rank that only serves
   std::mt19937_64 rng_;
   Rows store_, hot_, packed_, dest_;
   std::vector<int> asks_;

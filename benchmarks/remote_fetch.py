@@ -91,9 +91,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
+import reverie  # noqa: E402
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
+FLOOR_BENCH = Path(reverie.__file__).parent / "_bench" / "mpi_rows"  # benchmarks/mpi_rows.cc, installed
 FLOOR_WAYS = ("rows", "packed", "gathered")
 PATHS = ("shm", "net", "tcp")
 REQUEST_TAG, DATA_TAG = 11, 12
@@ -131,16 +133,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-floor", action="store_true", help="with --launch: skip the plain-MPI floor")
     p.add_argument(
         "--floor-bench",
-        default=str(installed_floor_bench()),
+        default=str(FLOOR_BENCH),
         help="the floor program (default: reverie/_bench/mpi_rows of this install)",
     )
     return p.parse_args(argv)
-
-
-def installed_floor_bench() -> Path:
-    import reverie
-
-    return Path(reverie.__file__).parent / "_bench" / "mpi_rows"
 
 
 def buffer_capacity(args: argparse.Namespace) -> int:
