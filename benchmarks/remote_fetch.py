@@ -40,7 +40,10 @@ random slots do. For 602 KB samples
 
 Columns (times are medians per rank, averaged over ranks; the machine may be shared, and
 medians shrug off the scheduler's hiccups):
-    draw_us        one ``get_remote_samples(r)`` + ``wait()`` (issue to samples usable)
+    draw_us        one ``get_remote_samples(r)`` + ``wait()`` (issue to samples usable),
+                   then ``release()`` (untimed) as ``RehearsalLoader`` does on CPU, so the next
+                   draw lands in the same receive block; ``--hold`` keeps each draw until the
+                   one after next instead (draws alternate between two blocks, as with CUDA)
     remote         fraction of the drawn rows that came from peers (the rest: local copy)
     rev_MB/s       r * sample_bytes / draw_us: bytes a draw delivers
     rem_MB/s       bytes that came from peers / draw_us: remote bytes only
@@ -113,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--capacity", type=int, default=128, help="buffer capacity per rank (samples; 128 x 602 KB = 77 MB)"
     )
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line on rank 0")
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="keep each draw's samples (no release): draws alternate receive blocks",
+    )
     p.add_argument(
         "--launch",
         type=int,
@@ -303,12 +311,24 @@ def engine_path(dbuf: DistributedRehearsalBuffer) -> str | None:
     return seen.pop() if len(seen) == 1 else "mixed"
 
 
-def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, engine_times: list[float]) -> float:
-    """One draw of r, waited for; appends the engine's share to engine_times."""
+def draw(dbuf: DistributedRehearsalBuffer, r: int, hold: bool) -> None:
+    """One draw of r, waited for, then released unless ``hold``."""
+    handle = dbuf.get_remote_samples(r)
+    handle.wait()
+    if not hold:
+        handle.release()
+
+
+def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, hold: bool, engine_times: list[float]) -> float:
+    """One draw of r, waited for (then released unless ``hold``, untimed); appends the
+    engine's share to engine_times."""
     before = dbuf.engine_stats()["fetch_s"]
     t0 = time.perf_counter()
-    dbuf.get_remote_samples(r).wait()
+    handle = dbuf.get_remote_samples(r)
+    handle.wait()
     t1 = time.perf_counter()
+    if not hold:
+        handle.release()
     engine_times.append(dbuf.engine_stats()["fetch_s"] - before)
     return t1 - t0
 
@@ -342,7 +362,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
             cold = raw_exchange(comm, sample_bytes, r, capacity, 2 * r)
             lo, hi = (3, 20) if args.quick else (10, 5000)
             n_draw = agreed_iterations(
-                comm, lambda r=r: dbuf.get_remote_samples(r).wait(), args.seconds / rounds, lo, hi
+                comm, lambda r=r: draw(dbuf, r, args.hold), args.seconds / rounds, lo, hi
             )
             n_raw = agreed_iterations(comm, raw, args.seconds / rounds, lo, hi)
             n_cold = agreed_iterations(comm, cold, args.seconds / rounds, lo, hi)
@@ -350,7 +370,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
             draw_times, raw_times, cold_times = [], [], []
             for _ in range(rounds):
                 comm.Barrier()
-                draw_times += [traced_draw(dbuf, r, engine_times) for _ in range(n_draw)]
+                draw_times += [traced_draw(dbuf, r, args.hold, engine_times) for _ in range(n_draw)]
                 raw_times += timed_loop(comm, raw, n_raw)
                 cold_times += timed_loop(comm, cold, n_cold)
             times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
@@ -382,10 +402,10 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
             for _ in range(rounds):
                 if rank == 0:
                     for _ in range(3):
-                        dbuf.get_remote_samples(r).wait()
+                        draw(dbuf, r, args.hold)
                     stop = time.perf_counter() + args.seconds / rounds
                     while time.perf_counter() < stop or len(draw_times) < 10:
-                        draw_times.append(traced_draw(dbuf, r, engine_times))
+                        draw_times.append(traced_draw(dbuf, r, args.hold, engine_times))
                 idle_barrier(comm)
                 raw_times += raw_pull(comm, sample_bytes, r, iters, r, r)
                 cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * r)
@@ -505,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={args.engine}, path={path} "
             f"(engine: {rows[0]['engine_path'] if rows else None}), "
-            f"MPI: {MPI.Get_library_version().splitlines()[0]}"
+            f"MPI: {MPI.Get_library_version().splitlines()[0]}, "
+            f"draws {'held (alternating blocks)' if args.hold else 'released after each wait'}"
         )
         header = (
             f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
@@ -613,6 +634,7 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
                 else f"{'-':>9} {'-':>9} {'-':>8} {'-':>8}"
             )
         )
+    print(f"# draws {'held until the draw after next (--hold)' if args.hold else 'released after each wait'}")
     if not floor:
         print(
             f"# floor not measured: {'--no-floor' if args.no_floor else f'no program at {args.floor_bench}'}"

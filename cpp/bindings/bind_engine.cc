@@ -33,14 +33,14 @@ std::chrono::milliseconds ms(double seconds) { return seconds_arg(seconds, "time
 py::list block_arrays(py::object self, uint64_t which) {
   const auto& engine = self.cast<const RehearsalEngine&>();
   const SampleLayout& layout = engine.buffer().layout();
-  const Columns& cols = engine.block(which);
+  const Columns& cols = engine.receive_block(which);
   py::list out;
   for (size_t c = 0; c < layout.num_columns(); ++c) {
     const auto n = static_cast<py::ssize_t>(layout.row_bytes(c) * cols.rows);
     out.append(py::array_t<uint8_t>({n}, {1}, reinterpret_cast<uint8_t*>(cols.base[c]), self));
   }
   const auto r = static_cast<py::ssize_t>(cols.rows);
-  out.append(py::array_t<int32_t>({r}, {sizeof(int32_t)}, const_cast<int32_t*>(engine.ranks(which)), self));
+  out.append(py::array_t<int32_t>({r}, {sizeof(int32_t)}, const_cast<int32_t*>(engine.receive_ranks(which)), self));
   return out;
 }
 
@@ -227,6 +227,8 @@ void bind_engine(py::module_& m) {
           },
           py::arg("ticket"), py::arg("timeout"))
       .def("rows", &RehearsalEngine::rows, py::arg("ticket"))
+      .def("release", &RehearsalEngine::release, py::arg("ticket"))
+      .def("block_of", &RehearsalEngine::block_of, py::arg("ticket"))
       .def("block_arrays", &block_arrays, py::arg("which"))
       .def("block_generation", &RehearsalEngine::block_generation, py::arg("which"))
       .def("known_sizes", &RehearsalEngine::known_sizes)

@@ -184,7 +184,7 @@ bool RehearsalEngine::take_reply(const PeerReply& reply, bool& timed_out) {
   return false;
 }
 
-void RehearsalEngine::learn_unknown_sizes(size_t slot) {
+void RehearsalEngine::learn_unknown_sizes(size_t block) {
   requests_.clear();
   {
     std::lock_guard lock(mu_);
@@ -193,7 +193,7 @@ void RehearsalEngine::learn_unknown_sizes(size_t slot) {
     stats_.size_messages += requests_.size();
   }
   if (requests_.empty()) return;
-  transport_->fetch(requests_, blocks_[slot].columns(), Clock::now() + options_.timeout, replies_);
+  transport_->fetch(requests_, blocks_[block].columns(), Clock::now() + options_.timeout, replies_);
   std::lock_guard lock(mu_);
   bool timed_out = false;
   for (const PeerReply& reply : replies_) stats_.failed_requests += take_reply(reply, timed_out) ? 0 : 1;
@@ -201,7 +201,6 @@ void RehearsalEngine::learn_unknown_sizes(size_t slot) {
 
 bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
   draw_started_ = Clock::now();
-  const size_t slot = draw.ticket % 2;
   const int world = world_size();
   {
     std::lock_guard lock(mu_);
@@ -210,7 +209,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
     absorb_heard_sizes();
   }
   // A rank's first draw is not blind to its peers: it learns every size first (once).
-  if (transport_) learn_unknown_sizes(slot);
+  if (transport_) learn_unknown_sizes(draw.block);
   {
     std::lock_guard lock(mu_);
     plan_counts_ = sizes_;
@@ -233,7 +232,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
     (count > 0 ? draw_sent_ : draw_queries_) += 1;
   }
 
-  const Columns& dest = blocks_[slot].columns();
+  const Columns& dest = blocks_[draw.block].columns();
   keep_.assign(world, true);
   // The local rows, copied in chunks of about kCopyChunkBytes; between chunks the peers'
   // waiting requests are answered (see Transport::serve_all_waiting), so none waits for
@@ -262,7 +261,6 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
 }
 
 size_t RehearsalEngine::end_draw(const Draw& draw) {
-  const size_t slot = draw.ticket % 2;
   std::vector<bool>& keep = keep_;
 
   uint64_t failed = 0;
@@ -279,8 +277,8 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
       failed += 1;
     }
   }
-  if (timed_out) retire_block(slot, keep);
-  const size_t rows = compact(slot, keep);
+  if (timed_out) retire_block(draw.block, keep);
+  const size_t rows = compact(draw.block, keep);
   std::lock_guard lock(mu_);
   stats_.draws += 1;
   stats_.rows_drawn += rows;
@@ -293,28 +291,28 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
   return rows;
 }
 
-void RehearsalEngine::retire_block(size_t slot, const std::vector<bool>& keep_rank) {
+void RehearsalEngine::retire_block(size_t block, const std::vector<bool>& keep_rank) {
   const SampleLayout& layout = buffer_->layout();
   StagingBlock fresh(layout, options_.max_representatives);
-  const Columns& from = blocks_[slot].columns();
+  const Columns& from = blocks_[block].columns();
   for (size_t p = 0; p < keep_rank.size(); ++p) {
     const size_t first = plan_.offset(p), n = plan_.count(p);
     if (!keep_rank[p] || n == 0) continue;
     for (size_t c = 0; c < layout.num_columns(); ++c)
       std::memcpy(fresh.columns().at(layout, c, first), from.at(layout, c, first), n * layout.row_bytes(c));
   }
-  retired_blocks_.push_back(std::move(blocks_[slot]));
-  blocks_[slot] = std::move(fresh);
-  block_generation_[slot].fetch_add(1);
+  retired_blocks_.push_back(std::move(blocks_[block]));
+  blocks_[block] = std::move(fresh);
+  block_generation_[block].fetch_add(1);
 }
 
-size_t RehearsalEngine::compact(size_t slot, const std::vector<bool>& keep_rank) {
+size_t RehearsalEngine::compact(size_t block, const std::vector<bool>& keep_rank) {
   size_t out = 0;
   for (size_t p = 0; p < keep_rank.size(); ++p) {
     const size_t n = plan_.count(p);
     if (!keep_rank[p] || n == 0) continue;
-    if (out != plan_.offset(p)) blocks_[slot].move_rows(out, plan_.offset(p), n);
-    for (size_t i = 0; i < n; ++i) ranks_[slot][out + i] = static_cast<int32_t>(p);
+    if (out != plan_.offset(p)) blocks_[block].move_rows(out, plan_.offset(p), n);
+    for (size_t i = 0; i < n; ++i) ranks_[block][out + i] = static_cast<int32_t>(p);
     out += n;
   }
   return out;

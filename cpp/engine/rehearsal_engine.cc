@@ -128,7 +128,11 @@ uint64_t RehearsalEngine::request(uint32_t r) {
   release_claim();
   if (!cv_.wait_for(lock, options_.timeout, [&] { return !draw.pending || draw.finished; }))
     throw TimeoutError("get_remote_samples: the previous draw into this receive block did not finish in time");
-  draw = Draw{next_ticket_, r, true, false, false, 0};
+  // The other block's last draw is this slot's previous one (or older): finished above.
+  const size_t block = latest_released_ ? latest_block_ : 1 - latest_block_;
+  draw = Draw{next_ticket_, r, true, false, false, 0, block};
+  latest_block_ = block;
+  latest_released_ = false;
   const auto now = Clock::now();
   requests_back_to_back_ = now - last_request_at_ < kBackToBack;
   last_request_at_ = now;
@@ -185,6 +189,23 @@ bool RehearsalEngine::wait(uint64_t ticket, std::chrono::milliseconds timeout) {
     if (Clock::now() >= until) break;
   }
   return ready() && draw.ticket == ticket;
+}
+
+bool RehearsalEngine::release(uint64_t ticket) {
+  std::lock_guard lock(mu_);
+  if (ticket >= next_ticket_) throw std::invalid_argument("ticket: unknown draw");
+  const Draw& draw = draws_[ticket % 2];
+  if (draw.ticket != ticket || ticket + 1 != next_ticket_) return false;
+  if (!draw.finished) throw std::invalid_argument("release: the draw has not finished (wait for it first)");
+  latest_released_ = true;
+  return true;
+}
+
+size_t RehearsalEngine::block_of(uint64_t ticket) const {
+  std::lock_guard lock(mu_);
+  const Draw& draw = draws_[ticket % 2];
+  if (draw.ticket != ticket || !draw.pending) throw std::invalid_argument("ticket: unknown or superseded draw");
+  return draw.block;
 }
 
 size_t RehearsalEngine::rows(uint64_t ticket) const {

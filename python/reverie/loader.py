@@ -156,6 +156,8 @@ class RehearsalLoader:
                 draw = pending.wait() if pending is not None else None
                 t2 = time.perf_counter()
                 out = self._augment(fields, labels, weights, draw)
+                if pending is not None and self._cuda is None:
+                    pending.release()  # the rows were copied: the next draw may land there
                 pending = self.pending = self.dbuf.get_remote_samples(self.representatives)
                 self._event("request", step, False)
                 t3 = time.perf_counter()

@@ -260,8 +260,10 @@ TEST(RehearsalEngineTest, TicketsAlternateBlocksAndExpire) {
   EXPECT_NE(engine.block(t0).base[0], engine.block(t1).base[0]);
   ASSERT_TRUE(engine.wait(t0, milliseconds(5000)));
   ASSERT_TRUE(engine.wait(t1, milliseconds(5000)));
+  const std::byte* first = engine.block(t0).base[0];
   const uint64_t t2 = engine.request(4);  // reuses t0's block
-  EXPECT_EQ(engine.block(t2).base[0], engine.block(t0).base[0]);
+  EXPECT_EQ(engine.block(t2).base[0], first);
+  EXPECT_THROW(engine.block(t0), std::invalid_argument);
   EXPECT_THROW(engine.done(t0), std::invalid_argument);
   EXPECT_THROW(engine.wait(t0, milliseconds(1)), std::invalid_argument);
   EXPECT_THROW(engine.rows(t0), std::invalid_argument);
@@ -710,13 +712,14 @@ TEST(RehearsalEngineTest, ABlockAPeerTimedOutOnIsRetiredNotReused) {
   EngineOver<StubTransport> stub(
       std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false, /*answers_sizes=*/true));
   RehearsalEngine& engine = stub.engine;
-  const std::byte* before = engine.block(0).base[0];
+  const std::byte* before = engine.receive_block(0).base[0];
   const uint64_t t = engine.request(4);
+  ASSERT_EQ(engine.block_of(t), 0u);
   ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
   EXPECT_EQ(engine.stats().peers_timed_out, 1u);
-  EXPECT_EQ(engine.block_generation(t), 1u);  // the peer may still write into the old block
+  EXPECT_EQ(engine.block_generation(0), 1u);  // the peer may still write into the old block
   EXPECT_NE(engine.block(t).base[0], before);
-  EXPECT_EQ(engine.block_generation(t + 1), 0u);
+  EXPECT_EQ(engine.block_generation(1), 0u);
   EXPECT_LT(engine.rows(t), 4u);  // the local rows were carried over to the new block
   const Columns& rows = engine.block(t);
   const SampleLayout& layout = engine.buffer().layout();
@@ -725,6 +728,45 @@ TEST(RehearsalEngineTest, ABlockAPeerTimedOutOnIsRetiredNotReused) {
     const auto label = *reinterpret_cast<const int64_t*>(rows.at(layout, layout.label_column(), i));
     EXPECT_TRUE(label >= 0 && label < 10) << "row " << i << " label " << label;
   }
+  // Released, the draw's block is still the next draw's: the fresh one, not the retired.
+  ASSERT_TRUE(engine.release(t));
+  const uint64_t next = engine.request(4);
+  EXPECT_EQ(engine.block(next).base[0], engine.receive_block(0).base[0]);
+  EXPECT_NE(engine.block(next).base[0], before);
+  ASSERT_TRUE(engine.wait(next, milliseconds(5000)));
+}
+
+TEST(RehearsalEngineTest, AReleasedDrawsBlockTakesTheNextDraw) {
+  RehearsalEngine engine(make_buffer(), nullptr, options());
+  Rows rows(30);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  const uint64_t t0 = engine.request(4);
+  EXPECT_THROW(engine.release(t0 + 1), std::invalid_argument);  // not issued yet
+  ASSERT_TRUE(engine.wait(t0, milliseconds(5000)));
+  ASSERT_TRUE(engine.release(t0));
+  const uint64_t t1 = engine.request(4);
+  EXPECT_EQ(engine.block_of(t1), engine.block_of(t0));
+  EXPECT_FALSE(engine.release(t0));  // a later draw was requested: nothing changes
+  ASSERT_TRUE(engine.wait(t1, milliseconds(5000)));
+  const uint64_t t2 = engine.request(4);  // t1 not released: the other block
+  EXPECT_NE(engine.block_of(t2), engine.block_of(t1));
+  ASSERT_TRUE(engine.wait(t2, milliseconds(5000)));
+  EXPECT_EQ(engine.rows(t2), 4u);
+  EXPECT_THROW(engine.block_of(t0), std::invalid_argument);  // superseded by t2
+}
+
+TEST(RehearsalEngineTest, ReleasingADrawInFlightIsRefusedAndChangesNothing) {
+  SplitEngine split;
+  RehearsalEngine& engine = split.engine;
+  const uint64_t t = engine.request(4);  // parked until the peer's rows arrive
+  EXPECT_THROW(engine.release(t), std::invalid_argument);
+  split.transport->deliver();
+  ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+  const uint64_t next = engine.request(4);
+  EXPECT_NE(engine.block_of(next), engine.block_of(t));
+  split.transport->deliver();
+  ASSERT_TRUE(engine.wait(next, milliseconds(5000)));
 }
 
 TEST(RehearsalEngineTest, SameSeedSameDraws) {

@@ -36,6 +36,10 @@ def test_every_drawn_sample_is_what_its_owner_stored(job, layout):
         assert got["remote"] > 0
         assert got["failed_requests"] == 0
         assert got["global_size"] == got["size"] * len(job["correct"])
+        # 13 draws, odd ones released: a kept draw's rows survive the next draw, which lands
+        # in the other block; a released draw's block takes the next draw.
+        assert got["held_intact"] == got["held_moved"] == 6, got
+        assert got["released_reused"] == 6, got
         if got["gathers_rows"] and len(job["correct"]) == 2:  # a peer's share past one message
             assert got["past_one_message"] > 0
 
@@ -137,3 +141,26 @@ def test_single_process_uses_the_local_engine(engine):
     dbuf.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         dbuf.get_remote_samples(1)
+
+
+def test_release_lets_the_next_draw_reuse_the_block_and_refuses_misuse():
+    fields = {"x": ((4,), torch.float32)}
+    with DistributedRehearsalBuffer(100, fields, candidates=None, seed=2, comm=None, timeout=10.0) as dbuf:
+        g = torch.arange(40)
+        dbuf.add(g.float()[:, None].expand(40, 4).contiguous(), g % 4)
+        dbuf.flush()
+        first = dbuf.get_remote_samples(8)
+        with pytest.raises(RuntimeError, match="release: wait"):
+            first.release()  # not waited for: nothing changes
+        kept = first.wait()
+        copy = kept["x"].clone()
+        second = dbuf.get_remote_samples(8)  # first not released: the other block
+        second_x = second.wait()["x"]
+        assert second_x.data_ptr() != kept["x"].data_ptr() and torch.equal(kept["x"], copy)
+        second.release()
+        second.release()  # once is enough; twice is harmless
+        with pytest.raises(RuntimeError, match="wait: the draw was released"):
+            second.wait()
+        third = dbuf.get_remote_samples(8).wait()
+        assert third["x"].data_ptr() == second_x.data_ptr()
+        assert torch.equal(third["x"][:, 0], third["x"][:, 3]) and len(set(third["x"][:, 0].tolist())) == 8

@@ -150,15 +150,32 @@ def scenario_correct(engine: str) -> dict:
             dbuf.get_remote_samples(1).wait()  # learn the final sizes
             COMM.Barrier()
             short, remote, past_one_message = 0, 0, 0
+            held_intact, held_moved, released_reused = 0, 0, 0
+            held, released_at = None, None  # a kept draw's views and their copy; a released one's memory
             global_size = dbuf.global_size()
-            for r in (1, 7, 32) + (64,) * 10:
-                batch = dbuf.get_remote_samples(r).wait()
+            for i, r in enumerate((1, 7, 32) + (64,) * 10):
+                handle = dbuf.get_remote_samples(r)
+                batch = handle.wait()
+                at = batch.labels.data_ptr()
+                if held is not None:  # the draw before, not released, is intact and elsewhere
+                    held_intact += int(all(torch.equal(v, c) for v, c in held))
+                    held_moved += int(at != held[0][0].data_ptr())
+                released_reused += int(at == released_at)
                 short += int(len(batch) != min(r, global_size))
                 remote += int((batch.ranks != RANK).sum())
                 from_peers = torch.bincount(batch.ranks[batch.ranks != RANK], minlength=SIZE)
                 past_one_message += int((from_peers > GATHER_ROWS).any())
                 merge(total, check_draw(layout, batch))
+                # Odd draws are released (their block takes the next draw), even ones kept.
+                held, released_at = None, None
+                if i % 2:
+                    handle.release()
+                    released_at = at
+                else:
+                    views = [batch.labels, *(batch[name] for name in batch.keys())]
+                    held = [(v, v.clone()) for v in views]
             total.update(short=short, remote=remote, size=len(dbuf), global_size=global_size)
+            total.update(held_intact=held_intact, held_moved=held_moved, released_reused=released_reused)
             # MPI engine: one message carries at most GATHER_ROWS rows of a peer (None: other engines)
             total.update(past_one_message=past_one_message, gathers_rows=dbuf._transport.gathers_rows)
             total["failed_requests"] = int(dbuf.engine_stats()["failed_requests"])

@@ -154,11 +154,13 @@ class ReveriePlugin(SupervisedPlugin, supports_distributed=True):
             if t is not None:
                 fields["t"] = t.detach().cpu().to(torch.int64).view(-1, 1)
             dbuf.add(fields, y.detach().cpu().to(torch.int64), wake=self._r == 0)
-        draw = self._pending.wait() if self._pending is not None else None
-        self._pending = None
+        pending, self._pending = self._pending, None
+        draw = pending.wait() if pending is not None else None
         self.drawn = 0 if draw is None else len(draw)
         if self.drawn:
             self._append(strategy, draw)  # type: ignore[arg-type]
+        if pending is not None:
+            pending.release()  # _append copied the rows: the next draw may land there
         if self._r:
             self._pending = dbuf.get_remote_samples(self._r)
 
