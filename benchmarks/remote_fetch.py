@@ -11,6 +11,18 @@ on PATH), and print one table with the ranks, path and MPI on every row::
 
     python benchmarks/remote_fetch.py --launch 2 4 --path shm net --sizes 12KB 602KB --r 7 28
 
+With ``--engine mpi thallium`` (``--launch`` only) every path runs both engines into the same
+table. The Thallium engine takes the protocol that matches the path (``--address``
+overrides): ``na+sm`` on shm, ``ofi+tcp://127.0.0.1`` (libfabric's tcp provider on loopback,
+the plugin HPC fabrics share code with) on net and tcp; MPI then carries only the raw
+baseline. Its rows also carry the bare Thallium baseline: ``benchmarks/thallium_bare.cc``
+(built with the engine, installed as ``reverie/_bench/thallium_bare``; ``--no-bare`` skips
+it), run on the same protocol right after the jobs of that path with the engine's thread
+layout, as two processes drawing from each other (pattern all: half of each draw from the
+peer, half copied locally) or one drawing from an idle server (pattern one):
+    bare_us        its time for a draw of the same r rows (2 ranks only)
+    vs_bare        draw_us / bare_us: what the engine adds over bare Thallium
+
 Paths (``--path``; under a plain mpiexec the environment decides and the table reports it):
     shm   the MPI library's shared-memory channel between ranks of one node (the default)
     net   its network module, as between nodes, forced on one node: MPICH with
@@ -90,6 +102,7 @@ import mpi4py
 mpi4py.rc.thread_level = "multiple"
 mpi4py.rc.initialize = False  # MPI starts in main(): a --launch run only starts mpiexec
 mpi4py.rc.finalize = True
+import bare_thallium  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
@@ -107,7 +120,17 @@ REQUEST_TAG, DATA_TAG = 11, 12
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: few iterations, small buffers")
-    p.add_argument("--engine", default="mpi", choices=["mpi", "thallium", "auto"])
+    p.add_argument(
+        "--engine",
+        nargs="+",
+        default=["mpi"],
+        choices=["mpi", "thallium", "auto"],
+        help="the engine to measure (several with --launch: one table)",
+    )
+    p.add_argument(
+        "--address",
+        help="Thallium protocol (default na+sm; with --launch: na+sm on shm, ofi+tcp://127.0.0.1 on net and tcp)",
+    )
     p.add_argument("--r", type=int, nargs="+", default=[7, 28, 64], help="representatives per draw")
     p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case and method")
@@ -139,6 +162,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mpiexec", help="with --launch: the launcher (default: beside this Python, else on PATH)"
     )
     p.add_argument("--no-floor", action="store_true", help="with --launch: skip the plain-MPI floor")
+    p.add_argument(
+        "--no-bare", action="store_true", help="with --launch and thallium: skip the bare Thallium baseline"
+    )
+    p.add_argument(
+        "--bare-bench",
+        default=str(bare_thallium.BARE_BENCH),
+        help="the bare Thallium program (default: reverie/_bench/thallium_bare of this install)",
+    )
     p.add_argument(
         "--floor-bench",
         default=str(FLOOR_BENCH),
@@ -294,7 +325,8 @@ def new_buffer(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
         candidates=16,
         seed=1,
         comm=comm,
-        engine=args.engine,
+        engine=args.engine[0],
+        address=args.address,
         max_representatives=max(args.r),
         queue_depth=2,
     )
@@ -441,6 +473,20 @@ def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
     return statistics.median(timed_loop(comm, round_trip, iters))
 
 
+def engine_name(args: argparse.Namespace) -> str:
+    """The engine measured, with the Thallium protocol: "mpi", "thallium/na+sm"."""
+    engine = args.engine[0]
+    if engine != "thallium":
+        return engine
+    return "thallium/" + (args.address or "na+sm").split("://")[0]
+
+
+def thallium_address(path: str) -> str:
+    """The Thallium protocol that matches an MPI path on one node: shared memory, or the
+    network plugin HPC fabrics share code with, pinned to loopback."""
+    return "na+sm" if path == "shm" else "ofi+tcp://127.0.0.1"
+
+
 def mpi_name() -> str:
     """The MPI library in use, short: "MPICH 5.0.2", "Open MPI 5.0.11"."""
     first = MPI.Get_library_version().splitlines()[0]
@@ -470,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.launch:
         return launch(args, argv if argv is not None else sys.argv[1:])
+    if len(args.engine) > 1:
+        raise SystemExit("remote_fetch: --engine takes several engines with --launch only")
     MPI.Init_thread(MPI.THREAD_MULTIPLE)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -519,11 +567,12 @@ def main(argv: list[str] | None = None) -> int:
                     "path": path,
                     "engine_path": res[r]["engine_path"],
                     "mpi": mpi,
+                    "engine": engine_name(args),
                 }
             )
     if rank == 0:
         print(
-            f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={args.engine}, path={path} "
+            f"remote_fetch: {size} ranks, pattern={args.pattern}, engine={engine_name(args)}, path={path} "
             f"(engine: {rows[0]['engine_path'] if rows else None}), "
             f"MPI: {MPI.Get_library_version().splitlines()[0]}, "
             f"draws {'held (alternating blocks)' if args.hold else 'released after each wait'}"
@@ -590,58 +639,113 @@ def without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 
 
 def launch(args: argparse.Namespace, argv: list[str]) -> int:
-    """Runs this benchmark under mpiexec per (path, ranks) and prints one table."""
+    """Runs this benchmark under mpiexec per (path, engine, ranks) and prints one table."""
     mpiexec = find_mpiexec(args.mpiexec)
-    inner = [*without(argv, ("--launch", "--path", "--mpiexec", "--no-floor", "--floor-bench")), "--json"]
+    launch_only = (
+        "--launch",
+        "--path",
+        "--mpiexec",
+        "--no-floor",
+        "--floor-bench",
+        "--no-bare",
+        "--bare-bench",
+    )
+    inner = [*without(argv, (*launch_only, "--engine", "--address")), "--json"]
     floor = None if args.no_floor or not Path(args.floor_bench).exists() else Path(args.floor_bench)
     rows = []
     for path in args.path:
         opts, env = path_launch(mpiexec, path)
-        for n in args.launch:
-            cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner]
-            print(f"# {path}: {' '.join(cmd)}", flush=True)
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
-            if proc.returncode != 0 or not lines:
-                print(proc.stdout[-3000:] + proc.stderr[-3000:])
-                return proc.returncode or 1
-            got = json.loads(lines[0][5:])
-            for row in got:
-                # Open MPI's net is tcp already; the engine tells shared memory from network only.
-                said = {path, "net"} if path == "tcp" else {path}
-                engine = row["engine_path"] or ("net" if path == "tcp" else path)
-                if row["path"] not in said or engine != ("net" if path == "tcp" else path):
-                    raise SystemExit(
-                        f"remote_fetch: asked for path {path}; the environment says {row['path']}, "
-                        f"the engine settled {engine}"
-                    )
-            if floor:
-                add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
-            rows += got
-    print(
-        f"{'ranks':>5} {'path':>4} {'MPI':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} {'lat_ratio':>9} "
-        f"{'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
-        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8}"
-    )
-    for row in rows:
-        print(
-            f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row['sample']:>6} {row['r']:>3} "
-            f"{row['draw_us']:>9.1f} {row['raw_us']:>9.1f} {row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} "
-            f"{row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} {row['cold_ratio']:>10.2f} {row['remote']:>6.2f} "
-            + (
-                f"{row['floor_us']:>9.1f} {row['floor_how']:>9} {row['vs_floor']:>8.2f} {row['c_raw_us']:>8.1f}"
-                if "floor_us" in row
-                else f"{'-':>9} {'-':>9} {'-':>8} {'-':>8}"
-            )
-        )
+        address = args.address or thallium_address(path)
+        for engine in args.engine:
+            for n in args.launch:
+                how = ["--engine", engine] + (["--address", address] if engine == "thallium" else [])
+                cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner, *how]
+                print(f"# {path}: {' '.join(cmd)}", flush=True)
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+                if proc.returncode != 0 or not lines:
+                    print(proc.stdout[-3000:] + proc.stderr[-3000:])
+                    return proc.returncode or 1
+                got = json.loads(lines[0][5:])
+                check_path(got, path)
+                if floor and engine == "mpi":
+                    add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
+                rows += got
+        if "thallium" in args.engine:
+            add_bare(rows, path, address, args)
+    print_launch_table(rows)
     print(f"# draws {'held until the draw after next (--hold)' if args.hold else 'released after each wait'}")
     if not floor:
         print(
             f"# floor not measured: {'--no-floor' if args.no_floor else f'no program at {args.floor_bench}'}"
         )
+    if "thallium" in args.engine:
+        print(
+            "# bare: our bare Thallium program on the row's Thallium protocol, 2 processes, "
+            + ("drawing from each other" if args.pattern == "all" else "one drawing from an idle server")
+            + "; vs_bare = draw_us / bare_us"
+            + (
+                " (not measured: --no-bare or no program)"
+                if args.no_bare or not Path(args.bare_bench).exists()
+                else ""
+            )
+        )
     if args.json:
         print("JSON " + json.dumps(rows))
     return 0
+
+
+def check_path(rows: list[dict], path: str) -> None:
+    """Stops unless the job ran on `path`, as both the environment and the engine say."""
+    for row in rows:
+        # Open MPI's net is tcp already; the engine tells shared memory from network only.
+        said = {path, "net"} if path == "tcp" else {path}
+        engine = row["engine_path"] or ("net" if path == "tcp" else path)
+        if row["path"] not in said or engine != ("net" if path == "tcp" else path):
+            raise SystemExit(
+                f"remote_fetch: asked for path {path}; the environment says {row['path']}, "
+                f"the engine settled {engine}"
+            )
+
+
+def print_launch_table(rows: list[dict]) -> None:
+    def cell(row: dict, key: str, fmt: str) -> str:
+        return format(row[key], fmt) if key in row else "-"
+
+    print(
+        f"{'ranks':>5} {'path':>4} {'MPI':<16} {'engine':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} "
+        f"{'lat_ratio':>9} {'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
+        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7}"
+    )
+    for row in rows:
+        print(
+            f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row.get('engine', 'mpi'):<16} "
+            f"{row['sample']:>6} {row['r']:>3} {row['draw_us']:>9.1f} {row['raw_us']:>9.1f} "
+            f"{row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} {row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} "
+            f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
+            f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
+            f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7}"
+        )
+
+
+def add_bare(rows: list[dict], path: str, address: str, args: argparse.Namespace) -> None:
+    """Runs the bare Thallium program (2 processes, bare_thallium.py) on `address` for each
+    sample size and adds its time to the 2-rank Thallium rows of `path`."""
+    exe = Path(args.bare_bench)
+    if args.no_bare or not exe.exists():
+        return
+    seconds = 0.1 if args.quick else 0.3
+    for name in args.sizes:
+        row_bytes = int(np.prod(SHAPES[name])) * 4 + 12  # a sample, as the raw exchange moves it
+        if args.pattern == "all":
+            bare = bare_thallium.pair(exe, address, seconds, row_bytes, args.r)
+        else:
+            by_kib = bare_thallium.client_server(exe, address, seconds, [(row_bytes, r) for r in args.r])
+            bare = {r: us for (_, r), us in by_kib.items()}
+        for row in rows:
+            if row["path"] == path and row["ranks"] == 2 and row["sample"] == name and row["r"] in bare:
+                if row.get("engine", "").startswith("thallium"):
+                    row.update(bare_us=bare[row["r"]], vs_bare=row["draw_us"] / bare[row["r"]])
 
 
 def add_floor(rows: list[dict], exe: Path, launcher: list[str], env: dict, args: argparse.Namespace) -> None:

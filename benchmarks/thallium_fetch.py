@@ -31,23 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import bare_thallium
 import numpy as np
 import torch
 from mpi4py import MPI
 
-import reverie
 from reverie import _core
 from reverie.distributed import DistributedRehearsalBuffer
 
-BARE_BENCH = Path(reverie.__file__).parent / "_bench" / "thallium_bare"
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
 BARE_UNIT_KB = {"12KB": 12, "602KB": 602}
 
@@ -60,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case")
     p.add_argument(
         "--bare-bench",
-        default=os.environ.get("REVERIE_THALLIUM_BARE_BENCH", str(BARE_BENCH)),
+        default=os.environ.get("REVERIE_THALLIUM_BARE_BENCH", str(bare_thallium.BARE_BENCH)),
         help="the bare Thallium program (default: the one installed with Reverie)",
     )
     p.add_argument("--no-bare", action="store_true", help="skip the bare baseline")
@@ -131,34 +127,10 @@ def run_bare(args: argparse.Namespace) -> dict[tuple[str, int], float] | None:
     exe = Path(args.bare_bench)
     if args.no_bare or not exe.is_file():
         return None
-    proto = args.address
-    with tempfile.TemporaryDirectory() as tmp:
-        addrfile = str(Path(tmp) / "addr")
-        server = subprocess.Popen(
-            [str(exe), "server", proto, "1", "-1", addrfile],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(400):
-            if Path(addrfile).exists():
-                break
-            time.sleep(0.05)
-        try:
-            client = subprocess.run(
-                [str(exe), "client", proto, "1", "-1", addrfile], capture_output=True, text=True, timeout=300
-            )
-        finally:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    results = {}
-    for m in re.finditer(r"RESULT bw .*?size=(\d+)KBx(\d+) .*?rpc_us=([\d.]+)", client.stdout):
-        unit, r, us = int(m.group(1)), int(m.group(2)), float(m.group(3))
-        for name, kb in BARE_UNIT_KB.items():
-            if kb == unit:
-                results[(name, r)] = us
+    by_kib = bare_thallium.client_server(exe, args.address, 0.3)
+    results = {
+        (name, r): us for (kib, r), us in by_kib.items() for name, k in BARE_UNIT_KB.items() if k == kib
+    }
     return results or None
 
 

@@ -72,3 +72,33 @@ def test_remote_fetch_benchmark_launches_itself_over_both_paths():
         assert row["vs_floor"] == row["draw_us"] / row["floor_us"], row
         assert row["c_raw_us"] > 0, row
     assert "floor_us" in proc.stdout and "floor not measured" not in proc.stdout
+
+
+def test_remote_fetch_launch_puts_both_engines_and_both_baselines_in_one_table():
+    # --engine mpi thallium: each path runs both engines, Thallium on the protocol that
+    # matches the path (na+sm on shm, ofi+tcp on net), and the Thallium rows carry our bare
+    # Thallium program's time for the same rows beside the raw MPI exchange's.
+    require_engine("mpi")
+    require_engine("thallium")
+    args = ["--launch", "2", "--engine", "mpi", "thallium", "--path", "shm", "net", "--no-floor"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/remote_fetch.py", *args, "--quick", "--sizes", "12KB", "--r", "7", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = result_line(proc, prefix="JSON ")
+    assert [(row["path"], row["engine"]) for row in rows] == [
+        ("shm", "mpi"),
+        ("shm", "thallium/na+sm"),
+        ("net", "mpi"),
+        ("net", "thallium/ofi+tcp"),
+    ], proc.stdout
+    for row in rows:
+        assert row["raw_us"] > 0 and row["draw_us"] > 0, row
+        if row["engine"] == "mpi":
+            assert "bare_us" not in row, row
+        else:
+            assert row["bare_us"] > 0 and row["vs_bare"] == row["draw_us"] / row["bare_us"], row
+    assert "bare_us" in proc.stdout and "drawing from each other" in proc.stdout
