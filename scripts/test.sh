@@ -50,7 +50,7 @@ ruff check python tests benchmarks examples backend
 ruff format --check python tests benchmarks examples backend
 
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider tests
+python -m pytest -q -p no:cacheprovider --durations=15 tests
 
 echo "== pytest, second MPI (Open MPI 5, .venv-ompi): multi-rank conformance subset, MPI engine"
 if [ -x .venv-ompi/bin/python ]; then
