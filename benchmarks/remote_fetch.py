@@ -680,19 +680,17 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
             f"# floor not measured: {'--no-floor' if args.no_floor else f'no program at {args.floor_bench}'}"
         )
     if "thallium" in args.engine:
-        print(
-            "# bare: our bare Thallium program on the row's Thallium protocol, 2 processes, "
-            + ("drawing from each other" if args.pattern == "all" else "one drawing from an idle server")
-            + "; vs_bare = draw_us / bare_us"
-            + (
-                " (not measured: --no-bare or no program)"
-                if args.no_bare or not Path(args.bare_bench).exists()
-                else ""
-            )
-        )
+        print(f"# bare: {bare_note(args)}")
     if args.json:
         print("JSON " + json.dumps(rows))
     return 0
+
+
+def bare_note(args: argparse.Namespace) -> str:
+    if args.no_bare or not Path(args.bare_bench).exists():
+        return f"not measured ({'--no-bare' if args.no_bare else f'no program at {args.bare_bench}'})"
+    who = "drawing from each other" if args.pattern == "all" else "one drawing from an idle server"
+    return f"our bare Thallium program on the row's Thallium protocol, 2 processes {who}; vs_bare = draw_us / bare_us"
 
 
 def check_path(rows: list[dict], path: str) -> None:
