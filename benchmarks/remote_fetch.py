@@ -71,6 +71,9 @@ medians shrug off the scheduler's hiccups):
                    worker thread), without the Python call and the thread hand-offs
     eng_ratio      eng_us / raw_us
     rtt_us         raw tiny-message (8 bytes) round trip between rank pairs
+    slow           rounds (of 5, 2 with --quick) whose median draw took over twice the
+                   fastest round's: on a busy box draws sometimes settle into a slow phase for
+                   a whole round, which moves draw_us (``round_us`` in --json has them all)
 
 The floor (``--launch`` only; ``--no-floor`` skips it): ``benchmarks/mpi_rows.cc``, built
 with the MPI engine and installed as ``reverie/_bench/mpi_rows``, run under the same
@@ -399,15 +402,17 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
             n_raw = agreed_iterations(comm, raw, args.seconds / rounds, lo, hi)
             n_cold = agreed_iterations(comm, cold, args.seconds / rounds, lo, hi)
             before = dbuf.engine_stats()
-            draw_times, raw_times, cold_times = [], [], []
+            draw_times, raw_times, cold_times, round_s = [], [], [], []
             for _ in range(rounds):
                 comm.Barrier()
                 draw_times += [traced_draw(dbuf, r, args.hold, engine_times) for _ in range(n_draw)]
+                round_s.append(statistics.median(draw_times[-n_draw:]))
                 raw_times += timed_loop(comm, raw, n_raw)
                 cold_times += timed_loop(comm, cold, n_cold)
             times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
             out[r] = case_result(times, before, dbuf.engine_stats(), sample_bytes)
             out[r]["engine_path"] = engine_path(dbuf)
+            out[r]["round_s"] = round_s
         comm.Barrier()
     return out
 
@@ -429,15 +434,16 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
             dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         for r in args.r:
             engine_times: list[float] = []
-            draw_times, raw_times, cold_times = [], [], []
+            draw_times, raw_times, cold_times, round_s = [], [], [], []
             before = dbuf.engine_stats()
             for _ in range(rounds):
                 if rank == 0:
                     for _ in range(3):
                         draw(dbuf, r, args.hold)
-                    stop = time.perf_counter() + args.seconds / rounds
-                    while time.perf_counter() < stop or len(draw_times) < 10:
+                    stop, first = time.perf_counter() + args.seconds / rounds, len(draw_times)
+                    while time.perf_counter() < stop or len(draw_times) < first + 10:
                         draw_times.append(traced_draw(dbuf, r, args.hold, engine_times))
+                    round_s.append(statistics.median(draw_times[first:]))
                 idle_barrier(comm)
                 raw_times += raw_pull(comm, sample_bytes, r, iters, r, r)
                 cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * r)
@@ -446,6 +452,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                 times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
                 res = case_result(times, before, dbuf.engine_stats(), sample_bytes)
                 res["engine_path"] = engine_path(dbuf)
+                res["round_s"] = round_s
             out[r] = comm.bcast(res, root=0)
         idle_barrier(comm)
     return out
@@ -471,6 +478,13 @@ def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
 
     iters = agreed_iterations(comm, round_trip, args.seconds / 2, 20, 2000 if args.quick else 20000)
     return statistics.median(timed_loop(comm, round_trip, iters))
+
+
+def slow_rounds(round_us) -> int:
+    """Rounds whose median draw took over twice the fastest round's: on a busy box draws
+    sometimes settle for a whole round into a slow phase (2 ranks on 2 cores: 12 KB draws at
+    70-200 us instead of 15-45), which moves the overall median."""
+    return sum(1 for t in round_us if t > 2 * min(round_us))
 
 
 def engine_name(args: argparse.Namespace) -> str:
@@ -542,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             raw_s = comm.allreduce(res[r]["raw_s"], op=MPI.SUM) / size
             engine_s = comm.allreduce(res[r]["engine_s"], op=MPI.SUM) / size
             cold_s = comm.allreduce(res[r]["cold_s"], op=MPI.SUM) / size
+            round_us = comm.allreduce(np.array(res[r]["round_s"]), op=MPI.SUM) / size * 1e6
             rev_bw = r * sample_bytes / draw_s / 1e6
             rem_bw = remote_bytes / draw_s / 1e6
             raw_bw = r * sample_bytes / raw_s / 1e6
@@ -568,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
                     "engine_path": res[r]["engine_path"],
                     "mpi": mpi,
                     "engine": engine_name(args),
+                    "round_us": [round(float(t), 1) for t in round_us],
+                    "slow_rounds": slow_rounds(round_us),
                 }
             )
     if rank == 0:
@@ -580,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
             f"{'raw_us':>9} {'raw_MB/s':>9} {'bw_ratio':>8} {'rem_ratio':>9} {'lat_ratio':>9} "
-            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7}"
+            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7} {'slow':>4}"
         )
         print(header)
         for row in rows:
@@ -589,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['rev_MBps']:>9.0f} {row['rem_MBps']:>9.0f} {row['raw_us']:>9.1f} {row['raw_MBps']:>9.0f} "
                 f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} "
                 f"{row['cold_us']:>9.1f} {row['cold_ratio']:>10.2f} {row['eng_us']:>8.1f} "
-                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f}"
+                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f} {row['slow_rounds']:>4}"
             )
         if args.json:
             print("JSON " + json.dumps(rows))
@@ -713,7 +730,7 @@ def print_launch_table(rows: list[dict]) -> None:
     print(
         f"{'ranks':>5} {'path':>4} {'MPI':<16} {'engine':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} "
         f"{'lat_ratio':>9} {'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
-        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7}"
+        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4}"
     )
     for row in rows:
         print(
@@ -722,7 +739,7 @@ def print_launch_table(rows: list[dict]) -> None:
             f"{row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} {row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} "
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
             f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
-            f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7}"
+            f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4}"
         )
 
 

@@ -24,12 +24,17 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         "eng_ratio",
         "remote",
         "rtt_us",
+        "slow",
     ):
         assert column in header
     assert {row["sample"] for row in rows} == {"12KB", "602KB"}
     for row in rows:
         assert row["bw_ratio"] > 0 and row["lat_ratio"] > 0
         assert 0 < row["remote"] <= 1
+        # One median per round (2 with --quick); slow counts those over twice the fastest.
+        fastest = min(row["round_us"])
+        assert len(row["round_us"]) == 2 and fastest > 0, row
+        assert row["slow_rounds"] == sum(t > 2 * fastest for t in row["round_us"]), row
 
 
 def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
