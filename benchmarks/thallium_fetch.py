@@ -13,7 +13,9 @@ contiguous region of the same size. With more ranks a draw fans out to every pee
 The bare numbers come from ``benchmarks/thallium_bare.cc``, built by CMake with the
 Thallium engine and installed as ``reverie/_bench/thallium_bare`` (``--bare-bench`` names
 another build). Rank 0 runs its server and client right after the draws, with the engine's
-thread layout (one progress thread that runs the handlers), in the same invocation.
+thread layout (one progress thread that runs the handlers, Margo's spindown as
+``REVERIE_THALLIUM_SPINDOWN_MS`` sets it, 0 by default), in the same invocation
+(``bare_thallium.py``).
 
 Columns (rank 0):
     draw_us    mean of get_remote_samples(r) + wait(), issue to samples usable (p50 beside it)
