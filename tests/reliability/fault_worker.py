@@ -116,6 +116,7 @@ def main() -> None:
     emit(
         {
             "rank": rank,
+            "pid": os.getpid(),
             "intact_draws": ok,
             "excluded": excluded,
             "slowest_draw_s": slowest,

@@ -53,6 +53,11 @@ def run_fault_job(
             got = meanwhile(results)
             victim = results.get(3, {})
             if fault != "crash" and "pid" in victim:
+                # Survivors first: the launcher ends whoever is still running once the victim
+                # dies, and a survivor between its result and its exit would lose its last line.
+                for rank, r in results.items():
+                    if rank != 3 and "pid" in r:
+                        wait_for_state(r["pid"], DEAD, timeout=30)
                 os.kill(victim["pid"], signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
