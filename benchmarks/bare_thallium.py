@@ -19,6 +19,10 @@ LAYOUT = ["1", "-1"]  # progress thread on, handlers in its pool: the engine's l
 TIMEOUT_S = 600
 
 
+def _spawn(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
     """Each process's stdout once all ended; if one fails or they outlast TIMEOUT_S, kills
     the others (a server or peer would wait for a partner that is gone) and raises."""
@@ -45,18 +49,8 @@ def client_server(exe: Path, address: str, seconds: float, cases: list[tuple[int
     extra = [str(cases[0][0]), *(str(r) for _, r in cases)] if cases else []
     with tempfile.TemporaryDirectory() as tmp:
         addr = str(Path(tmp) / "addr")
-        server = subprocess.Popen(
-            [str(exe), "server", address, *LAYOUT, addr],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        client = subprocess.Popen(
-            [str(exe), "client", address, *LAYOUT, addr, str(seconds), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        server = _spawn([str(exe), "server", address, *LAYOUT, addr])
+        client = _spawn([str(exe), "client", address, *LAYOUT, addr, str(seconds), *extra])
         out = _finish([client, server])[0]
     found = re.finditer(r"RESULT bw .*?size=(\d+)KBx(\d+) .*?rpc_us=([\d.]+)", out)
     return {(int(m.group(1)), int(m.group(2))): float(m.group(3)) for m in found}
@@ -82,12 +76,7 @@ def _pair_once(exe: Path, address: str, seconds: float, row_bytes: int, rs: list
         a, b = str(Path(tmp) / "a"), str(Path(tmp) / "b")
         tail = [str(seconds), str(row_bytes), *map(str, rs)]
         procs = [
-            subprocess.Popen(
-                [str(exe), "pair", address, *LAYOUT, mine, theirs, *tail],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            _spawn([str(exe), "pair", address, *LAYOUT, mine, theirs, *tail])
             for mine, theirs in ((a, b), (b, a))
         ]
         outs = _finish(procs)

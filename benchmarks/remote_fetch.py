@@ -480,6 +480,11 @@ def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
     return statistics.median(timed_loop(comm, round_trip, iters))
 
 
+def wire_sample_bytes(name: str) -> int:
+    """Bytes of one sample of size `name`: its float32 field, label (8) and weight (4)."""
+    return int(np.prod(SHAPES[name])) * 4 + 12
+
+
 def slow_rounds(round_us) -> int:
     """Rounds whose median draw took over twice the fastest round's: on a busy box draws
     sometimes settle for a whole round into a slow phase (2 ranks on 2 cores: 12 KB draws at
@@ -548,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = SHAPES[name]
         capacity = buffer_capacity(args)
         res = (bench_size if args.pattern == "all" else bench_size_one)(comm, args, shape, capacity)
-        sample_bytes = int(np.prod(shape)) * 4 + 12
+        sample_bytes = wire_sample_bytes(name)
         for r in args.r:
             draw_s = comm.allreduce(res[r]["draw_s"], op=MPI.SUM) / size
             remote = comm.allreduce(res[r]["remote"], op=MPI.SUM) / size
@@ -703,9 +708,18 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def bare_skipped(args: argparse.Namespace) -> str | None:
+    """Why the bare Thallium baseline is not run, or None."""
+    if args.no_bare:
+        return "--no-bare"
+    if not Path(args.bare_bench).exists():
+        return f"no program at {args.bare_bench}"
+    return None if 2 in args.launch else "its rows are 2-rank rows, and no 2-rank job ran"
+
+
 def bare_note(args: argparse.Namespace) -> str:
-    if args.no_bare or not Path(args.bare_bench).exists():
-        return f"not measured ({'--no-bare' if args.no_bare else f'no program at {args.bare_bench}'})"
+    if why := bare_skipped(args):
+        return f"not measured ({why})"
     who = "drawing from each other" if args.pattern == "all" else "one drawing from an idle server"
     return f"our bare Thallium program on the row's Thallium protocol, 2 processes {who}; vs_bare = draw_us / bare_us"
 
@@ -734,7 +748,7 @@ def print_launch_table(rows: list[dict]) -> None:
     )
     for row in rows:
         print(
-            f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row.get('engine', 'mpi'):<16} "
+            f"{row['ranks']:>5} {row['path']:>4} {row['mpi']:<16} {row['engine']:<16} "
             f"{row['sample']:>6} {row['r']:>3} {row['draw_us']:>9.1f} {row['raw_us']:>9.1f} "
             f"{row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} {row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} "
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
@@ -746,12 +760,12 @@ def print_launch_table(rows: list[dict]) -> None:
 def add_bare(rows: list[dict], path: str, address: str, args: argparse.Namespace) -> None:
     """Runs the bare Thallium program (2 processes, bare_thallium.py) on `address` for each
     sample size and adds its time to the 2-rank Thallium rows of `path`."""
-    exe = Path(args.bare_bench)
-    if args.no_bare or not exe.exists():
+    if bare_skipped(args):
         return
+    exe = Path(args.bare_bench)
     seconds = 0.1 if args.quick else 0.3
     for name in args.sizes:
-        row_bytes = int(np.prod(SHAPES[name])) * 4 + 12  # a sample, as the raw exchange moves it
+        row_bytes = wire_sample_bytes(name)  # as the raw exchange moves it
         if args.pattern == "all":
             bare = bare_thallium.pair(exe, address, seconds, row_bytes, args.r)
         else:
@@ -759,7 +773,7 @@ def add_bare(rows: list[dict], path: str, address: str, args: argparse.Namespace
             bare = {r: us for (_, r), us in by_kib.items()}
         for row in rows:
             if row["path"] == path and row["ranks"] == 2 and row["sample"] == name and row["r"] in bare:
-                if row.get("engine", "").startswith("thallium"):
+                if row["engine"].startswith("thallium"):
                     row.update(bare_us=bare[row["r"]], vs_bare=row["draw_us"] / bare[row["r"]])
 
 
