@@ -74,6 +74,10 @@ medians shrug off the scheduler's hiccups):
     slow           rounds (of 5, 2 with --quick) whose median draw took over twice the
                    fastest round's: on a busy box draws sometimes settle into a slow phase for
                    a whole round, which moves draw_us (``round_us`` in --json has them all)
+    sleeps         times the drawing thread blocked in the kernel per draw (its voluntary
+                   context switches, Linux; ``round_sleeps`` in --json per round): ~0 in
+                   the fast phase; in the slow one, the thread waits for the MPI library's
+                   lock, held by this rank's server thread (docs/benchmarks.md "Slow phases")
 
 The floor (``--launch`` only; ``--no-floor`` skips it): ``benchmarks/mpi_rows.cc``, built
 with the MPI engine and installed as ``reverie/_bench/mpi_rows``, run under the same
@@ -402,10 +406,12 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
             n_raw = agreed_iterations(comm, raw, args.seconds / rounds, lo, hi)
             n_cold = agreed_iterations(comm, cold, args.seconds / rounds, lo, hi)
             before = dbuf.engine_stats()
-            draw_times, raw_times, cold_times, round_s = [], [], [], []
+            draw_times, raw_times, cold_times, round_s, round_sleeps = [], [], [], [], []
             for _ in range(rounds):
                 comm.Barrier()
+                switches = voluntary_switches()
                 draw_times += [traced_draw(dbuf, r, args.hold, engine_times) for _ in range(n_draw)]
+                round_sleeps.append(per_draw(switches, voluntary_switches(), n_draw))
                 round_s.append(statistics.median(draw_times[-n_draw:]))
                 raw_times += timed_loop(comm, raw, n_raw)
                 cold_times += timed_loop(comm, cold, n_cold)
@@ -413,6 +419,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
             out[r] = case_result(times, before, dbuf.engine_stats(), sample_bytes)
             out[r]["engine_path"] = engine_path(dbuf)
             out[r]["round_s"] = round_s
+            out[r]["round_sleeps"] = round_sleeps
         comm.Barrier()
     return out
 
@@ -434,15 +441,17 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
             dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         for r in args.r:
             engine_times: list[float] = []
-            draw_times, raw_times, cold_times, round_s = [], [], [], []
+            draw_times, raw_times, cold_times, round_s, round_sleeps = [], [], [], [], []
             before = dbuf.engine_stats()
             for _ in range(rounds):
                 if rank == 0:
                     for _ in range(3):
                         draw(dbuf, r, args.hold)
                     stop, first = time.perf_counter() + args.seconds / rounds, len(draw_times)
+                    switches = voluntary_switches()
                     while time.perf_counter() < stop or len(draw_times) < first + 10:
                         draw_times.append(traced_draw(dbuf, r, args.hold, engine_times))
+                    round_sleeps.append(per_draw(switches, voluntary_switches(), len(draw_times) - first))
                     round_s.append(statistics.median(draw_times[first:]))
                 idle_barrier(comm)
                 raw_times += raw_pull(comm, sample_bytes, r, iters, r, r)
@@ -453,6 +462,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                 res = case_result(times, before, dbuf.engine_stats(), sample_bytes)
                 res["engine_path"] = engine_path(dbuf)
                 res["round_s"] = round_s
+                res["round_sleeps"] = round_sleeps
             out[r] = comm.bcast(res, root=0)
         idle_barrier(comm)
     return out
@@ -483,6 +493,24 @@ def bench_rtt(comm: MPI.Comm, args: argparse.Namespace) -> float:
 def wire_sample_bytes(name: str) -> int:
     """Bytes of one sample of size `name`: its float32 field, label (8) and weight (4)."""
     return int(np.prod(SHAPES[name])) * 4 + 12
+
+
+def voluntary_switches() -> int | None:
+    """How often the calling thread has blocked in the kernel (waited for a lock, slept):
+    its voluntary context switches, from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/thread-self/status") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def per_draw(before: int | None, after: int | None, draws: int) -> float:
+    """Switches per draw between two readings of voluntary_switches (nan without them)."""
+    return float("nan") if before is None or after is None or draws == 0 else (after - before) / draws
 
 
 def slow_rounds(round_us) -> int:
@@ -562,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             engine_s = comm.allreduce(res[r]["engine_s"], op=MPI.SUM) / size
             cold_s = comm.allreduce(res[r]["cold_s"], op=MPI.SUM) / size
             round_us = comm.allreduce(np.array(res[r]["round_s"]), op=MPI.SUM) / size * 1e6
+            round_sleeps = comm.allreduce(np.array(res[r]["round_sleeps"]), op=MPI.SUM) / size
             rev_bw = r * sample_bytes / draw_s / 1e6
             rem_bw = remote_bytes / draw_s / 1e6
             raw_bw = r * sample_bytes / raw_s / 1e6
@@ -590,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
                     "engine": engine_name(args),
                     "round_us": [round(float(t), 1) for t in round_us],
                     "slow_rounds": slow_rounds(round_us),
+                    "sleeps": float(np.mean(round_sleeps)),
+                    "round_sleeps": [round(float(v), 2) for v in round_sleeps],
                 }
             )
     if rank == 0:
@@ -602,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
             f"{'raw_us':>9} {'raw_MB/s':>9} {'bw_ratio':>8} {'rem_ratio':>9} {'lat_ratio':>9} "
-            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7} {'slow':>4}"
+            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7} {'slow':>4} {'sleeps':>6}"
         )
         print(header)
         for row in rows:
@@ -611,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['rev_MBps']:>9.0f} {row['rem_MBps']:>9.0f} {row['raw_us']:>9.1f} {row['raw_MBps']:>9.0f} "
                 f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} "
                 f"{row['cold_us']:>9.1f} {row['cold_ratio']:>10.2f} {row['eng_us']:>8.1f} "
-                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f} {row['slow_rounds']:>4}"
+                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f} {row['slow_rounds']:>4} {row['sleeps']:>6.2f}"
             )
         if args.json:
             print("JSON " + json.dumps(rows))
@@ -744,7 +775,7 @@ def print_launch_table(rows: list[dict]) -> None:
     print(
         f"{'ranks':>5} {'path':>4} {'MPI':<16} {'engine':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} "
         f"{'lat_ratio':>9} {'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
-        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4}"
+        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4} {'sleeps':>6}"
     )
     for row in rows:
         print(
@@ -753,7 +784,8 @@ def print_launch_table(rows: list[dict]) -> None:
             f"{row['lat_ratio']:>9.2f} {row['rev_MBps']:>8.0f} {row['raw_MBps']:>8.0f} {row['bw_ratio']:>8.2f} "
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
             f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
-            f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4}"
+            f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4} "
+            f"{cell(row, 'sleeps', '.2f'):>6}"
         )
 
 

@@ -25,6 +25,7 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         "remote",
         "rtt_us",
         "slow",
+        "sleeps",
     ):
         assert column in header
     assert {row["sample"] for row in rows} == {"12KB", "602KB"}
@@ -35,6 +36,9 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         fastest = min(row["round_us"])
         assert len(row["round_us"]) == 2 and fastest > 0, row
         assert row["slow_rounds"] == sum(t > 2 * fastest for t in row["round_us"]), row
+        # The drawing thread's voluntary context switches per draw, per round (Linux /proc).
+        assert len(row["round_sleeps"]) == 2 and min(row["round_sleeps"]) >= 0, row
+        assert abs(row["sleeps"] - sum(row["round_sleeps"]) / 2) < 0.01, row
 
 
 def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
