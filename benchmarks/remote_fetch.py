@@ -75,9 +75,9 @@ medians shrug off the scheduler's hiccups):
                    fastest round's: on a busy box draws sometimes settle into a slow phase for
                    a whole round, which moves draw_us (``round_us`` in --json has them all)
     sleeps         times the drawing thread blocked in the kernel per draw (its voluntary
-                   context switches, Linux; ``round_sleeps`` in --json per round): ~0 in
-                   the fast phase; in the slow one, the thread waits for the MPI library's
-                   lock, held by this rank's server thread (docs/benchmarks.md "Slow phases")
+                   context switches, Linux; ``round_sleeps`` in --json per round): ~0 when
+                   draws are fast, 1-2 while it waits for the MPI library's lock held by
+                   this rank's server thread, one kind of slow phase (docs/benchmarks.md)
 
 The floor (``--launch`` only; ``--no-floor`` skips it): ``benchmarks/mpi_rows.cc``, built
 with the MPI engine and installed as ``reverie/_bench/mpi_rows``, run under the same
