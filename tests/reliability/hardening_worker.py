@@ -64,7 +64,7 @@ def dtype(engine: str) -> dict:
     return refused(engine, {"x": ((4,), kind)})
 
 
-def token(engine: str) -> dict:
+def token(engine: str) -> None:
     if RANK == LAST:  # a rank whose token changed after the agreement at construction
         original = DistributedRehearsalBuffer._make_transport
 
@@ -82,13 +82,19 @@ def token(engine: str) -> dict:
             from_ranks |= set(s.ranks.tolist())
         COMM.Barrier()  # every rank has drawn (and so been rejected) before anyone reports
         stats = dbuf.engine_stats()
-        return {
-            "excluded": dbuf.excluded_peers(),
-            "bad_token_replies": int(stats["bad_token_replies"]),
-            "bad_token_requests": int(stats["bad_token_requests"]),
-            "from_ranks": sorted(from_ranks),
-            "intact": intact,
-        }
+        # Reported before the close, which waits for the foreign rank's notice until the
+        # timeout on every rank and then leaves without MPI_Finalize: the first rank out ends
+        # the job, and a rank whose timeout expired a moment later lost its report (Thallium,
+        # 1 CI run in ~6).
+        emit(
+            {
+                "excluded": dbuf.excluded_peers(),
+                "bad_token_replies": int(stats["bad_token_replies"]),
+                "bad_token_requests": int(stats["bad_token_requests"]),
+                "from_ranks": sorted(from_ranks),
+                "intact": intact,
+            }
+        )
 
 
 def broken_load(engine: str, directory: str) -> dict:
@@ -135,7 +141,8 @@ def main() -> None:
     except Exception:
         emit({"crash": traceback.format_exc()})
         COMM.Abort(1)
-    emit(result)
+    if result is not None:  # token reports before it closes
+        emit(result)
 
 
 if __name__ == "__main__":
