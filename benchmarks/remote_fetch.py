@@ -785,7 +785,7 @@ def print_launch_table(rows: list[dict]) -> None:
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
             f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
             f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4} "
-            f"{cell(row, 'sleeps', '.2f'):>6}"
+            f"{row['sleeps']:>6.2f}"
         )
 
 
