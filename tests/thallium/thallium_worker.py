@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -170,6 +171,9 @@ def peer_stops(comm, address: str) -> dict:
     """The last rank abandons (stops serving, no collective close); the others go on."""
     rank, victim = comm.rank, comm.size - 1
     timeout = 2.0
+    # Hydra (-disable-auto-cleanup) tells the others with SIGUSR1 when a rank leaves without
+    # MPI_Finalize, which would terminate them by default.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     dbuf = make(comm, address, timeout=timeout)
     for step in range(5):
         dbuf.add(*batch(rank, step))
@@ -182,7 +186,10 @@ def peer_stops(comm, address: str) -> dict:
         dbuf._abandon()
         comm.Barrier()
         comm.Barrier()
-        return {"rank": rank, "victim": True}
+        # Its peers gave up on it and leave without MPI_Finalize, so its own would wait for
+        # them forever: it leaves the same way (the launcher keeps the others, lost_rank_args).
+        emit({"rank": rank, "victim": True})
+        os._exit(0)
     comm.Barrier()  # the victim has stopped serving
     bad, slowest, late = 0, 0.0, 0
     for step in range(5, 20):
