@@ -54,6 +54,9 @@ py::dict stats_of(const RehearsalEngine& e) {
   d["inserts"] = s.inserts;
   d["rows_offered"] = s.rows_offered;
   d["fetch_s"] = s.fetch_ns * 1e-9;
+  d["local_s"] = s.local_ns * 1e-9;
+  d["answer_wait_s"] = s.answer_wait_ns * 1e-9;
+  d["rows_wait_s"] = s.rows_wait_ns * 1e-9;
   d["insert_s"] = s.insert_ns * 1e-9;
   d["add_wait_s"] = s.add_wait_ns * 1e-9;
   d["requests_sent"] = s.requests_sent;

@@ -201,6 +201,7 @@ void RehearsalEngine::learn_unknown_sizes(size_t block) {
 
 bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
   draw_started_ = Clock::now();
+  draw_local_ns_ = 0;
   const int world = world_size();
   {
     std::lock_guard lock(mu_);
@@ -238,6 +239,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
   // waiting requests are answered (see Transport::serve_all_waiting), so none waits for
   // the whole copy. A small draw's local rows are one chunk.
   auto gather_local = [&] {
+    const auto copy_started = Clock::now();
     const uint32_t* slots = plan_.slots().data() + plan_.offset(self_);
     const size_t count = plan_.count(self_);
     const size_t chunk = std::max<size_t>(1, kCopyChunkBytes / buffer_->layout().sample_bytes());
@@ -247,6 +249,7 @@ bool RehearsalEngine::begin_draw(const Draw& draw, bool split) {
       kept = buffer_->gather(slots + first, std::min(chunk, count - first), dest, plan_.offset(self_) + first) && kept;
     }
     keep_[self_] = kept;
+    draw_local_ns_ = elapsed_ns(copy_started);
   };
   replies_.clear();
   if (requests_.empty()) {
@@ -279,8 +282,12 @@ size_t RehearsalEngine::end_draw(const Draw& draw) {
   }
   if (timed_out) retire_block(draw.block, keep);
   const size_t rows = compact(draw.block, keep);
+  const FetchWaits waits = transport_ ? transport_->take_fetch_waits() : FetchWaits{};
   std::lock_guard lock(mu_);
   stats_.draws += 1;
+  stats_.local_ns += draw_local_ns_;
+  stats_.answer_wait_ns += waits.answer_ns;
+  stats_.rows_wait_ns += waits.rows_ns;
   stats_.rows_drawn += rows;
   stats_.rows_remote += remote_rows;
   stats_.bytes_remote += remote_rows * buffer_->layout().sample_bytes();

@@ -70,6 +70,11 @@ struct EngineStats {
   uint64_t inserts = 0;          // add() calls applied
   uint64_t rows_offered = 0;
   uint64_t fetch_ns = 0;         // time spent in draws (worker or waiting caller)
+  // Of fetch_ns: copying the draw's local rows, then waiting for the owners' answers and
+  // for their rows (Transport::take_fetch_waits; 0 for engines that do not report them).
+  uint64_t local_ns = 0;
+  uint64_t answer_wait_ns = 0;
+  uint64_t rows_wait_ns = 0;
   uint64_t insert_ns = 0;        // worker time spent applying inserts
   uint64_t add_wait_ns = 0;      // caller time blocked by a full queue
   uint64_t requests_sent = 0;    // draw requests to owners the plan took rows from
@@ -289,6 +294,7 @@ class RehearsalEngine {
   bool refresh_all_ = false;          // see refresh_sizes()
   std::vector<bool> ask_size_;        // this draw sends the peer a size query
   uint64_t draw_sent_ = 0, draw_queries_ = 0;  // this draw's requests and size queries
+  uint64_t draw_local_ns_ = 0;                 // this draw's local copy
   static constexpr uint64_t kNever = UINT64_MAX;
   std::vector<PeerRequest> requests_;
   std::vector<PeerReply> replies_;

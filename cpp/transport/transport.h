@@ -24,6 +24,15 @@ struct PeerRequest {
   size_t first_row = 0;    // rows [first_row, first_row + count) of the destination
 };
 
+// Where a requester's waits went, summed over its fetches (ns): waiting for its owners'
+// answers (a request's trip, the owner noticing it and posting the reply, the answer's
+// trip), then for the rows that follow them. Each counts only time the requester waited
+// after its own local work, so a reply that came during that work costs nothing here.
+struct FetchWaits {
+  uint64_t answer_ns = 0;
+  uint64_t rows_ns = 0;
+};
+
 struct PeerReply {
   int peer = 0;
   wire::Status status = wire::Status::kTimeout;
@@ -98,6 +107,10 @@ class Transport {
 
   // Not collective: stops serving at once (process exit without close()).
   virtual void abandon() = 0;
+
+  // The waits of the fetches completed since the last call (then reset). Engines whose
+  // replies do not come in two steps report none.
+  virtual FetchWaits take_fetch_waits() { return {}; }
 
   // Requests this rank's server answered (errors included).
   virtual uint64_t requests_served() const { return 0; }

@@ -390,7 +390,12 @@ class DistributedRehearsalBuffer:
         return list(self._engine_or_raise().excluded_peers())
 
     def engine_stats(self) -> dict[str, float]:
-        """Counters of the background engine: draws, rows and bytes moved, busy seconds."""
+        """Counters of the background engine: draws, rows and bytes moved, busy seconds.
+
+        ``fetch_s`` is the time spent in draws; of it, ``local_s`` copying this rank's own
+        rows, ``answer_wait_s`` then waiting for the owners' answers and ``rows_wait_s`` for
+        the rows that follow (MPI engine; 0 for Thallium, whose replies come in one step).
+        docs/benchmarks.md ("Where a draw's time goes") reads them."""
         return dict(self._engine_or_raise().stats())
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -696,6 +696,42 @@ TEST(RehearsalEngineTest, LargeLocalRowsAreCopiedInChunksAnsweringPeersBetween) 
   EXPECT_EQ(transport->calls.load(), 5);
 }
 
+// A stub peer (holding nothing) whose every fetch waited 3 ns for its answer, then 5 ns for rows.
+class WaitingTransport : public StubTransport {
+ public:
+  WaitingTransport() : StubTransport(wire::Status::kOk, /*block=*/false) {}
+  void fetch(const std::vector<PeerRequest>& requests, const Columns& dest, Clock::time_point deadline,
+             std::vector<PeerReply>& replies) override {
+    StubTransport::fetch(requests, dest, deadline, replies);
+    waits.answer_ns += 3;
+    waits.rows_ns += 5;
+    fetches.fetch_add(1);
+  }
+  FetchWaits take_fetch_waits() override { return std::exchange(waits, FetchWaits{}); }
+  FetchWaits waits;
+  std::atomic<int> fetches{0};
+};
+
+TEST(RehearsalEngineTest, StatsSplitADrawsTimeIntoLocalCopyAnswersAndRows) {
+  auto buffer = make_buffer();
+  auto transport = std::make_shared<WaitingTransport>();
+  RehearsalEngine engine(buffer, transport, options());
+  Rows rows(32, 0);
+  engine.add(rows.in());
+  ASSERT_TRUE(engine.flush(milliseconds(5000)));
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t t = engine.request(8);
+    ASSERT_TRUE(engine.wait(t, milliseconds(5000)));
+  }
+  const EngineStats s = engine.stats();
+  const auto fetches = static_cast<uint64_t>(transport->fetches.load());  // size queries
+  ASSERT_GE(fetches, 1u);
+  EXPECT_EQ(s.answer_wait_ns, 3 * fetches);
+  EXPECT_EQ(s.rows_wait_ns, 5 * fetches);
+  EXPECT_GT(s.local_ns, 0u);
+  EXPECT_LE(s.local_ns + s.answer_wait_ns + s.rows_wait_ns, s.fetch_ns);
+}
+
 TEST(RehearsalEngineTest, PeerThatTimesOutIsExcluded) {
   EngineOver<StubTransport> stub(std::make_shared<StubTransport>(wire::Status::kTimeout, /*block=*/false));
   RehearsalEngine& engine = stub.engine;

@@ -44,6 +44,21 @@ def test_every_drawn_sample_is_what_its_owner_stored(job, layout):
             assert got["past_one_message"] > 0
 
 
+def test_engine_stats_split_where_the_draws_time_went(job, engine):
+    # local copy, then waiting for the owners' answers and for their rows: parts of fetch_s.
+    for rank, res in enumerate(job["correct"]):
+        for layout in ("single", "tiny", "multi"):
+            got = res[layout]
+            parts = got["local_s"] + got["answer_wait_s"] + got["rows_wait_s"]
+            assert 0 < parts <= got["fetch_s"], (rank, layout, got)
+            assert got["local_s"] > 0
+            if engine == "mpi":  # replies come in two steps: the answer, then the rows
+                assert got["answer_wait_s"] > 0, (rank, layout, got)
+                assert got["rows_wait_s"] > 0, (rank, layout, got)
+            else:
+                assert got["answer_wait_s"] == got["rows_wait_s"] == 0
+
+
 def test_draws_are_uniform_over_the_union_of_buffers(job):
     results = job["unbiased"]
     sizes = results[0]["sizes"]

@@ -178,7 +178,9 @@ def scenario_correct(engine: str) -> dict:
             total.update(held_intact=held_intact, held_moved=held_moved, released_reused=released_reused)
             # MPI engine: one message carries at most GATHER_ROWS rows of a peer (None: other engines)
             total.update(past_one_message=past_one_message, gathers_rows=dbuf._transport.gathers_rows)
-            total["failed_requests"] = int(dbuf.engine_stats()["failed_requests"])
+            stats = dbuf.engine_stats()
+            total["failed_requests"] = int(stats["failed_requests"])
+            total.update({k: stats[k] for k in ("fetch_s", "local_s", "answer_wait_s", "rows_wait_s")})
         out[layout] = total
     return out
 

@@ -83,6 +83,7 @@ bool MpiTransport::start_fetch(const std::vector<PeerRequest>& requests, const C
     if (open_.hot) open_.backoff = Backoff(kHotMaxSleep, kHotSpin);
   }
   if (local_work) local_work();
+  open_.waiting_since = open_.last_answer = Clock::now();
   return poll_fetch();
 }
 
@@ -103,6 +104,7 @@ bool MpiTransport::poll_fetch() {
   }
   if (progressed) open_.backoff.reset();
   if (open_.count > 0 && Clock::now() < open_.deadline) return false;
+  count_waits(std::none_of(stages_.begin(), stages_.end(), [](Stage s) { return s == Stage::kHeader; }));
   for (size_t i = 0; i < n; ++i) {
     if (stages_[i] == Stage::kFinished) continue;
     withdraw(&headers_[i], 1);
@@ -113,6 +115,17 @@ bool MpiTransport::poll_fetch() {
   open_.requests = nullptr;
   last_fetch_end_ = Clock::now();
   return true;
+}
+
+// A fetch that timed out waiting for an answer spent its whole wait on answers.
+void MpiTransport::count_waits(bool all_answered) {
+  const auto end = Clock::now();
+  const auto answered = all_answered ? open_.last_answer : end;
+  const auto ns = [](Clock::duration d) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  };
+  waits_.answer_ns += ns(answered - open_.waiting_since);
+  waits_.rows_ns += ns(end - answered);
 }
 
 void MpiTransport::prepare_fetch(const std::vector<PeerRequest>& requests, std::vector<PeerReply>& replies) {
@@ -149,7 +162,10 @@ void MpiTransport::post_request(size_t i, const PeerRequest& req, const Columns&
 // A request is finished once its reply (and payload, if any) arrived and its send completed.
 bool MpiTransport::poll_request(size_t i, const PeerRequest& req, const Columns& dest, PeerReply& reply) {
   bool progressed = false;
-  if (stages_[i] == Stage::kHeader) progressed = take_header(i, req, dest, reply);
+  if (stages_[i] == Stage::kHeader) {
+    progressed = take_header(i, req, dest, reply);
+    if (stages_[i] != Stage::kHeader) open_.last_answer = Clock::now();
+  }
   if (stages_[i] == Stage::kPayload) {
     const int done = test_all(&payloads_[payload_first_[i]], payload_first_[i + 1] - payload_first_[i]);
     if (done < 0) {

@@ -43,6 +43,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "buffer/local_buffer.h"
@@ -84,6 +85,7 @@ class MpiTransport final : public Transport {
   bool close(Clock::time_point deadline) override;
   void abandon() override { stop_server(); }
 
+  FetchWaits take_fetch_waits() override { return std::exchange(waits_, FetchWaits{}); }
   uint64_t requests_served() const override { return served_.load(); }
   // Whether each field's rows go to a peer as hindexed_block messages over the slots (read
   // in place where the library can): for every peer (a job of one rank: whether a
@@ -249,8 +251,13 @@ class MpiTransport final : public Transport {
     size_t count = 0;  // requests not finished
     bool hot = false;  // a large payload is moving: poll without sleeping
     Backoff backoff{std::chrono::microseconds(0), std::chrono::microseconds(0)};
+    Clock::time_point waiting_since{};  // the end of the requester's local work
+    Clock::time_point last_answer{};    // when the last owner's answer was seen
   };
   OpenFetch open_;
+  FetchWaits waits_;  // of the fetches completed since take_fetch_waits()
+  // Adds the waits of the open_ fetch, now over, to waits_.
+  void count_waits(bool all_answered);
 
   // Client side scratch, sized once (vectors indexed by request, or by peer for buffers).
   std::vector<std::vector<std::byte>> request_bufs_;
