@@ -70,6 +70,14 @@ medians shrug off the scheduler's hiccups):
     eng_us         the engine's share of a draw (plan, local copy, fetch from peers, on its
                    worker thread), without the Python call and the thread hand-offs
     eng_ratio      eng_us / raw_us
+    local_us       of eng_us: copying the draw's local rows (like eng_us, a median per draw)
+    ans_us         of eng_us: waiting, after that copy, for every owner's answer (the
+                   request's trip, the owner noticing it and posting its reply, the answer's
+                   trip; ``engine_stats()["answer_wait_s"]``); "-" for engines whose replies
+                   do not come in two steps (Thallium)
+    rows_us        of eng_us: then waiting for the rows that follow the answers (the data
+                   moving; ``rows_wait_s``). ans_us against rows_us says whether a draw waits
+                   on the owners (scheduling, message count) or on the bytes
     rtt_us         raw tiny-message (8 bytes) round trip between rank pairs
     slow           rounds (of 5, 2 with --quick) whose median draw took over twice the
                    fastest round's: on a busy box draws sometimes settle into a slow phase for
@@ -358,17 +366,25 @@ def draw(dbuf: DistributedRehearsalBuffer, r: int, hold: bool) -> None:
         handle.release()
 
 
-def traced_draw(dbuf: DistributedRehearsalBuffer, r: int, hold: bool, engine_times: list[float]) -> float:
+# The engine's share of a draw and its parts: engine_stats() keys by the name of their times.
+ENGINE_PARTS = {"engine": "fetch_s", "local": "local_s", "answer": "answer_wait_s", "rows": "rows_wait_s"}
+
+
+def traced_draw(
+    dbuf: DistributedRehearsalBuffer, r: int, hold: bool, engine_times: dict[str, list[float]]
+) -> float:
     """One draw of r, waited for (then released unless ``hold``, untimed); appends the
-    engine's share to engine_times."""
-    before = dbuf.engine_stats()["fetch_s"]
+    engine's share and its parts (ENGINE_PARTS) to engine_times."""
+    before = dbuf.engine_stats()
     t0 = time.perf_counter()
     handle = dbuf.get_remote_samples(r)
     handle.wait()
     t1 = time.perf_counter()
     if not hold:
         handle.release()
-    engine_times.append(dbuf.engine_stats()["fetch_s"] - before)
+    after = dbuf.engine_stats()
+    for name, key in ENGINE_PARTS.items():
+        engine_times.setdefault(name, []).append(after[key] - before[key])
     return t1 - t0
 
 
@@ -396,7 +412,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
         dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         sample_bytes = dbuf.schema.sample_bytes
         for r in args.r:
-            engine_times: list[float] = []
+            engine_times: dict[str, list[float]] = {}
             raw = raw_exchange(comm, sample_bytes, r, r, r)
             cold = raw_exchange(comm, sample_bytes, r, capacity, 2 * r)
             lo, hi = (3, 20) if args.quick else (10, 5000)
@@ -415,7 +431,7 @@ def bench_size(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, ...],
                 round_s.append(statistics.median(draw_times[-n_draw:]))
                 raw_times += timed_loop(comm, raw, n_raw)
                 cold_times += timed_loop(comm, cold, n_cold)
-            times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
+            times = {"draw": draw_times, **engine_times, "raw": raw_times, "cold": cold_times}
             out[r] = case_result(times, before, dbuf.engine_stats(), sample_bytes)
             out[r]["engine_path"] = engine_path(dbuf)
             out[r]["round_s"] = round_s
@@ -440,7 +456,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
         if rank == 0:
             dbuf.get_remote_samples(1).wait()  # learn the peers' sizes
         for r in args.r:
-            engine_times: list[float] = []
+            engine_times: dict[str, list[float]] = {}
             draw_times, raw_times, cold_times, round_s, round_sleeps = [], [], [], [], []
             before = dbuf.engine_stats()
             for _ in range(rounds):
@@ -458,7 +474,7 @@ def bench_size_one(comm: MPI.Comm, args: argparse.Namespace, shape: tuple[int, .
                 cold_times += raw_pull(comm, sample_bytes, r, iters, capacity, 2 * r)
             res = None
             if rank == 0:
-                times = {"draw": draw_times, "engine": engine_times, "raw": raw_times, "cold": cold_times}
+                times = {"draw": draw_times, **engine_times, "raw": raw_times, "cold": cold_times}
                 res = case_result(times, before, dbuf.engine_stats(), sample_bytes)
                 res["engine_path"] = engine_path(dbuf)
                 res["round_s"] = round_s
@@ -588,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
             remote_bytes = comm.allreduce(res[r]["remote_bytes"], op=MPI.SUM) / size
             raw_s = comm.allreduce(res[r]["raw_s"], op=MPI.SUM) / size
             engine_s = comm.allreduce(res[r]["engine_s"], op=MPI.SUM) / size
+            part_us = {p: comm.allreduce(res[r][f"{p}_s"], op=MPI.SUM) / size * 1e6 for p in ENGINE_PARTS}
+            waits = part_us["answer"] + part_us["rows"] > 0  # the engine reports its waits
             cold_s = comm.allreduce(res[r]["cold_s"], op=MPI.SUM) / size
             round_us = comm.allreduce(np.array(res[r]["round_s"]), op=MPI.SUM) / size * 1e6
             round_sleeps = comm.allreduce(np.array(res[r]["round_sleeps"]), op=MPI.SUM) / size
@@ -611,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
                     "cold_ratio": cold_s / draw_s,
                     "eng_us": engine_s * 1e6,
                     "eng_ratio": engine_s / raw_s,
+                    "local_us": part_us["local"],
+                    "ans_us": part_us["answer"] if waits else None,
+                    "rows_us": part_us["rows"] if waits else None,
                     "rtt_us": rtt * 1e6,
                     "ranks": size,
                     "path": path,
@@ -633,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"{'sample':>7} {'r':>3} {'draw_us':>9} {'remote':>6} {'rev_MB/s':>9} {'rem_MB/s':>9} "
             f"{'raw_us':>9} {'raw_MB/s':>9} {'bw_ratio':>8} {'rem_ratio':>9} {'lat_ratio':>9} "
-            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'rtt_us':>7} {'slow':>4} {'sleeps':>6}"
+            f"{'cold_us':>9} {'cold_ratio':>10} {'eng_us':>8} {'eng_ratio':>9} {'local_us':>8} {'ans_us':>7} "
+            f"{'rows_us':>8} {'rtt_us':>7} {'slow':>4} {'sleeps':>6}"
         )
         print(header)
         for row in rows:
@@ -642,12 +664,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['rev_MBps']:>9.0f} {row['rem_MBps']:>9.0f} {row['raw_us']:>9.1f} {row['raw_MBps']:>9.0f} "
                 f"{row['bw_ratio']:>8.2f} {row['rem_ratio']:>9.2f} {row['lat_ratio']:>9.2f} "
                 f"{row['cold_us']:>9.1f} {row['cold_ratio']:>10.2f} {row['eng_us']:>8.1f} "
-                f"{row['eng_ratio']:>9.2f} {row['rtt_us']:>7.1f} {row['slow_rounds']:>4} {row['sleeps']:>6.2f}"
+                f"{row['eng_ratio']:>9.2f} {row['local_us']:>8.1f} {us(row['ans_us']):>7} {us(row['rows_us']):>8} "
+                f"{row['rtt_us']:>7.1f} {row['slow_rounds']:>4} {row['sleeps']:>6.2f}"
             )
         if args.json:
             print("JSON " + json.dumps(rows))
         sys.stdout.flush()
     return 0
+
+
+def us(value: float | None) -> str:
+    """A time in microseconds for a table cell; "-" where the engine has none."""
+    return "-" if value is None else f"{value:.1f}"
 
 
 def find_mpiexec(given: str | None) -> str:
@@ -775,7 +803,8 @@ def print_launch_table(rows: list[dict]) -> None:
     print(
         f"{'ranks':>5} {'path':>4} {'MPI':<16} {'engine':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} "
         f"{'lat_ratio':>9} {'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
-        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4} {'sleeps':>6}"
+        f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4} {'sleeps':>6} "
+        f"{'local_us':>8} {'ans_us':>7} {'rows_us':>8}"
     )
     for row in rows:
         print(
@@ -785,7 +814,7 @@ def print_launch_table(rows: list[dict]) -> None:
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
             f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
             f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4} "
-            f"{row['sleeps']:>6.2f}"
+            f"{row['sleeps']:>6.2f} {row['local_us']:>8.1f} {us(row.get('ans_us')):>7} {us(row.get('rows_us')):>8}"
         )
 
 

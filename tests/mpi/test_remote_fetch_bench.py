@@ -26,6 +26,9 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         "rtt_us",
         "slow",
         "sleeps",
+        "local_us",
+        "ans_us",
+        "rows_us",
     ):
         assert column in header
     assert {row["sample"] for row in rows} == {"12KB", "602KB"}
@@ -39,6 +42,11 @@ def test_remote_fetch_benchmark_runs_and_prints_ratios():
         # The drawing thread's voluntary context switches per draw, per round (Linux /proc).
         assert len(row["round_sleeps"]) == 2 and min(row["round_sleeps"]) >= 0, row
         assert abs(row["sleeps"] - sum(row["round_sleeps"]) / 2) < 0.01, row
+        # The engine's share split: its local copy, then waiting for answers and for rows
+        # (medians per draw, each at most the engine's share, which is at most the draw).
+        assert row["local_us"] > 0 and row["ans_us"] >= 0 and row["rows_us"] > 0, row
+        for part in ("local_us", "ans_us", "rows_us"):
+            assert row[part] <= row["eng_us"] <= row["draw_us"], row
 
 
 def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
@@ -108,6 +116,8 @@ def test_remote_fetch_launch_puts_both_engines_and_both_baselines_in_one_table()
         assert row["raw_us"] > 0 and row["draw_us"] > 0, row
         if row["engine"] == "mpi":
             assert "bare_us" not in row, row
+            assert row["ans_us"] >= 0 and row["rows_us"] >= 0, row
         else:
             assert row["bare_us"] > 0 and row["vs_bare"] == row["draw_us"] / row["bare_us"], row
+            assert row["ans_us"] is None and row["rows_us"] is None, row  # one-step replies
     assert "bare_us" in proc.stdout and "drawing from each other" in proc.stdout
