@@ -68,6 +68,45 @@ def test_network_path_when_mpich_keeps_shared_memory_out():
     assert probe({}, n=2)[1:] == (8191, True, "shm,shm")
 
 
+OFI = {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ofi"}
+
+
+def test_mpich_ofi_module_eager_threshold():
+    # MPICH's OFI module sends below MPIR_CVAR_CH4_OFI_EAGER_THRESHOLD without a handshake of
+    # its own (so up to one byte less); at -1 (its default) up to the provider's largest
+    # message, taken as 64 KiB.
+    # The module is the one chosen (any of MPICH's spellings), else the device's first.
+    require_mpich()
+    assert probe(OFI)[1:] == (65536, False, "net")
+    assert probe({**OFI, "MPIR_CVAR_CH4_OFI_EAGER_THRESHOLD": "16384"}, n=2)[1:] == (16383, False, "net,net")
+    assert probe({"MPIR_CVAR_NOLOCAL": "1", "MPICH_CH4_NETMOD": "ofi"})[1] == 65536
+    assert probe({"MPIR_CVAR_NOLOCAL": "1", "MPICH_CH4_NETMOD": "ucx"})[1] == 4096
+    assert probe({"MPIR_CVAR_CH4_NETMOD": "ofi"}, n=2)[1:] == (8191, True, "shm,shm")  # shm first
+
+
+def test_rows_over_mpich_ofi_travel_packed():
+    # Over MPICH's OFI module 12 KB rows are under the eager limit: a reply's rows go packed
+    # in one message, and every drawn sample is what its owner stored.
+    require_mpich()
+    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=OFI)
+    scenarios = result_line(proc)["scenarios"]
+    for rank, res in enumerate(scenarios["correct"]):
+        for layout, got in res.items():
+            if layout.startswith("_"):
+                continue
+            assert got["checked"] > 500 and got["remote"] > 0, (rank, layout, got)
+            assert got["bad"] == got["dupes"] == got["short"] == got["failed_requests"] == 0, (
+                rank,
+                layout,
+                got,
+            )
+    for res in scenarios["bad_requests"]:
+        two = res["two_slots"]
+        assert res["gathers_rows"] is False  # the network path (UCX's would send 2 messages)
+        assert two["got"] == "ok" and two["payload_messages"] == 1, two
+        assert two["payload_bytes"] == 2 * res["row_bytes"]
+
+
 def test_open_mpi_limits_and_paths():
     # Open MPI 5: the sm BTL's eager limit (4 KiB by default) between ranks of one node, the
     # tcp BTL's (64 KiB) when its "btl" list leaves sm out; ob1 packs scattered sends, so

@@ -14,8 +14,10 @@
 //     pack such sends through a bounce buffer instead (Open MPI's ob1) get false.
 // - network (ranks of different nodes, or any two when shared memory is off: MPICH's
 //   MPIR_CVAR_NOLOCAL, Open MPI without its sm BTL): net_eager_bytes, Open MPI's
-//   btl_tcp_eager_limit, else 4 KiB (MPICH's netmods, UCX or OFI, keep theirs outside the
-//   tool interface). Scattered sends are never assumed to move in place there.
+//   btl_tcp_eager_limit; MPICH's OFI module's MPIR_CVAR_CH4_OFI_EAGER_THRESHOLD (below it
+//   no handshake; -1, the default: none up to the provider's largest message, taken as
+//   kMostEagerBytes); else 4 KiB (MPICH's UCX module keeps its limits inside UCX).
+//   Scattered sends are never assumed to move in place there.
 // An implementation without a control variable (or without the tool interface) gets the
 // fallbacks: nothing here is MPICH-only.
 // The way a reply's rows travel can also be forced (REVERIE_MPI_REPLY, the same on every
