@@ -29,6 +29,8 @@ Paths (``--path``; under a plain mpiexec the environment decides and the table r
           MPIR_CVAR_NOLOCAL=1 (its netmod; the PyPI wheel's is UCX, which picks its own
           transports), Open MPI with ``--mca pml ob1 --mca btl self,tcp``
     tcp   sockets only: MPICH as net plus UCX_TLS=tcp,self; Open MPI as net
+    ofi   MPICH's other network module, OFI (libfabric; what MPICH builds for Slingshot,
+          Omni-Path or EFA use): as net plus MPIR_CVAR_CH4_NETMOD=ofi; MPICH only
 
 Two patterns (``--pattern``):
     all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
@@ -128,7 +130,8 @@ from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
 FLOOR_BENCH = Path(reverie.__file__).parent / "_bench" / "mpi_rows"  # benchmarks/mpi_rows.cc, installed
 FLOOR_WAYS = ("rows", "packed", "gathered")
-PATHS = ("shm", "net", "tcp")
+PATHS = ("shm", "net", "tcp", "ofi")
+NETWORK_PATHS = ("net", "tcp", "ofi")  # the engine settles "net" on each
 REQUEST_TAG, DATA_TAG = 11, 12
 
 
@@ -570,6 +573,8 @@ def current_path() -> str:
         )
         return "shm" if uses_sm else "net"  # Open MPI's net is tcp here
     if os.environ.get("MPIR_CVAR_NOLOCAL", "0").lower() in ("1", "true", "yes"):
+        if os.environ.get("MPIR_CVAR_CH4_NETMOD", "").lower() == "ofi":
+            return "ofi"
         tls = os.environ.get("UCX_TLS", "")
         return "tcp" if tls and "tcp" in tls and "sm" not in tls and "cma" not in tls else "net"
     return "shm"
@@ -692,19 +697,27 @@ def path_launch(mpiexec: str, path: str) -> tuple[list[str], dict[str, str]]:
     """mpiexec options and environment that put a job on `path` (see the module's help)."""
     version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=60).stdout
     env = {
-        k: v for k, v in os.environ.items() if k not in ("MPIR_CVAR_NOLOCAL", "UCX_TLS") and "_MCA_" not in k
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MPIR_CVAR_NOLOCAL", "MPIR_CVAR_CH4_NETMOD", "UCX_TLS") and "_MCA_" not in k
     }
     if "Open MPI" in version:
+        if path == "ofi":
+            raise SystemExit(
+                "remote_fetch: --path ofi is MPICH's OFI network module; this mpiexec is Open MPI's"
+            )
         # More ranks than cores, and as root (containers), need Open MPI's consent.
         env.update(PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe")
         if os.geteuid() == 0:
             env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         btl = "self,sm" if path == "shm" else "self,tcp"
         return ["--mca", "pml", "ob1", "--mca", "btl", btl], env
-    if path in ("net", "tcp"):
+    if path in NETWORK_PATHS:
         env["MPIR_CVAR_NOLOCAL"] = "1"
     if path == "tcp":
         env["UCX_TLS"] = "tcp,self"
+    if path == "ofi":
+        env["MPIR_CVAR_CH4_NETMOD"] = "ofi"
     return [], env
 
 
@@ -788,8 +801,9 @@ def check_path(rows: list[dict], path: str) -> None:
     for row in rows:
         # Open MPI's net is tcp already; the engine tells shared memory from network only.
         said = {path, "net"} if path == "tcp" else {path}
-        engine = row["engine_path"] or ("net" if path == "tcp" else path)
-        if row["path"] not in said or engine != ("net" if path == "tcp" else path):
+        settled = "net" if path in NETWORK_PATHS else path
+        engine = row["engine_path"] or settled
+        if row["path"] not in said or engine != settled:
             raise SystemExit(
                 f"remote_fetch: asked for path {path}; the environment says {row['path']}, "
                 f"the engine settled {engine}"

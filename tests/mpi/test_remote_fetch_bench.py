@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from mpi_jobs import REPO, mpirun, require_engine, result_line
+from mpi_launch import launcher_is_open_mpi
 
 
 def test_remote_fetch_benchmark_runs_and_prints_ratios():
@@ -89,6 +91,25 @@ def test_remote_fetch_benchmark_launches_itself_over_both_paths():
         assert row["vs_floor"] == row["draw_us"] / row["floor_us"], row
         assert row["c_raw_us"] > 0, row
     assert "floor_us" in proc.stdout and "floor not measured" not in proc.stdout
+
+
+def test_remote_fetch_launches_mpichs_ofi_module():
+    # --path ofi: MPICH's OFI network module (MPIR_CVAR_CH4_NETMOD=ofi beside NOLOCAL); the
+    # engine settles the network path and reads OFI's eager limit, so 12 KB rows go packed.
+    require_engine("mpi")
+    if launcher_is_open_mpi():
+        pytest.skip("--path ofi is MPICH's")
+    args = ["--launch", "2", "--path", "ofi", "--quick", "--sizes", "12KB", "--r", "7", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/remote_fetch.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = result_line(proc, prefix="JSON ")
+    assert [(row["path"], row["engine_path"]) for row in rows] == [("ofi", "net")], proc.stdout
+    assert rows[0]["draw_us"] > 0 and rows[0]["floor_us"] > 0, rows
 
 
 def test_remote_fetch_launch_puts_both_engines_and_both_baselines_in_one_table():
