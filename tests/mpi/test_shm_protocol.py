@@ -79,7 +79,7 @@ def test_mpich_ofi_module_eager_threshold():
     require_mpich()
     assert probe(OFI)[1:] == (65536, False, "net")
     assert probe({**OFI, "MPIR_CVAR_CH4_OFI_EAGER_THRESHOLD": "16384"}, n=2)[1:] == (16383, False, "net,net")
-    assert probe({"MPIR_CVAR_NOLOCAL": "1", "MPICH_CH4_NETMOD": "ofi"})[1] == 65536
+    assert probe({"MPIR_CVAR_NOLOCAL": "1", "MPICH_CH4_NETMOD": "OFI"})[1] == 65536
     assert probe({"MPIR_CVAR_NOLOCAL": "1", "MPICH_CH4_NETMOD": "ucx"})[1] == 4096
     assert probe({"MPIR_CVAR_CH4_NETMOD": "ofi"}, n=2)[1:] == (8191, True, "shm,shm")  # shm first
 

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
@@ -91,9 +92,13 @@ bool lists_sm(const std::string& btl) {
 // ofi"), else "ofi" for a library with OFI control variables and no UCX ones (MPICH built
 // for OFI fabrics only, as vendors ship it).
 std::string mpich_netmod() {
-  if (auto chosen = read_string_cvar("MPIR_CVAR_CH4_NETMOD"); chosen && !chosen->empty()) return *chosen;
+  const auto lower = [](std::string name) {
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    return name;
+  };
+  if (auto chosen = read_string_cvar("MPIR_CVAR_CH4_NETMOD"); chosen && !chosen->empty()) return lower(*chosen);
   for (const char* name : {"MPIR_CVAR_CH4_NETMOD", "MPICH_CH4_NETMOD", "MPIR_PARAM_CH4_NETMOD"})
-    if (const char* chosen = std::getenv(name); chosen != nullptr && *chosen != '\0') return chosen;
+    if (const char* chosen = std::getenv(name); chosen != nullptr && *chosen != '\0') return lower(chosen);
   char version[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;
   if (MPI_Get_library_version(version, &len) == MPI_SUCCESS) {
