@@ -132,6 +132,7 @@ FLOOR_BENCH = Path(reverie.__file__).parent / "_bench" / "mpi_rows"  # benchmark
 FLOOR_WAYS = ("rows", "packed", "gathered")
 PATHS = ("shm", "net", "tcp", "ofi")
 NETWORK_PATHS = ("net", "tcp", "ofi")  # the engine settles "net" on each
+NETMOD_VARIABLES = ("MPIR_CVAR_CH4_NETMOD", "MPICH_CH4_NETMOD", "MPIR_PARAM_CH4_NETMOD")  # MPICH's spellings
 REQUEST_TAG, DATA_TAG = 11, 12
 
 
@@ -573,7 +574,7 @@ def current_path() -> str:
         )
         return "shm" if uses_sm else "net"  # Open MPI's net is tcp here
     if os.environ.get("MPIR_CVAR_NOLOCAL", "0").lower() in ("1", "true", "yes"):
-        if os.environ.get("MPIR_CVAR_CH4_NETMOD", "").lower() == "ofi":
+        if any(os.environ.get(name, "").lower() == "ofi" for name in NETMOD_VARIABLES):
             return "ofi"
         tls = os.environ.get("UCX_TLS", "")
         return "tcp" if tls and "tcp" in tls and "sm" not in tls and "cma" not in tls else "net"
@@ -699,7 +700,7 @@ def path_launch(mpiexec: str, path: str) -> tuple[list[str], dict[str, str]]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("MPIR_CVAR_NOLOCAL", "MPIR_CVAR_CH4_NETMOD", "UCX_TLS") and "_MCA_" not in k
+        if k not in ("MPIR_CVAR_NOLOCAL", "UCX_TLS", *NETMOD_VARIABLES) and "_MCA_" not in k
     }
     if "Open MPI" in version:
         if path == "ofi":
