@@ -62,19 +62,24 @@ def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
         assert row["lat_ratio"] > 0 and row["cold_ratio"] > 0
 
 
-def test_remote_fetch_benchmark_launches_itself_over_both_paths():
-    # --launch starts the benchmark under mpiexec per path; every row names its ranks, path
-    # and MPI, and the launcher checked the engine settled the path asked for.
-    require_engine("mpi")
-    args = ["--launch", "2", "--path", "shm", "net", "--quick", "--sizes", "12KB", "--r", "7", "--json"]
+def launch(*args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """remote_fetch.py --launch 2 with `args`, quick, 7 x 12 KB: the run and its JSON rows."""
+    quick = ["--launch", "2", *args, "--quick", "--sizes", "12KB", "--r", "7", "--json"]
     proc = subprocess.run(
-        [sys.executable, "benchmarks/remote_fetch.py", *args],
+        [sys.executable, "benchmarks/remote_fetch.py", *quick],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    rows = result_line(proc, prefix="JSON ")
+    return proc, result_line(proc, prefix="JSON ")
+
+
+def test_remote_fetch_benchmark_launches_itself_over_both_paths():
+    # --launch starts the benchmark under mpiexec per path; every row names its ranks, path
+    # and MPI, and the launcher checked the engine settled the path asked for.
+    require_engine("mpi")
+    proc, rows = launch("--path", "shm", "net")
     assert [(row["ranks"], row["path"], row["engine_path"]) for row in rows] == [
         (2, "shm", "shm"),
         (2, "net", "net"),
@@ -99,15 +104,7 @@ def test_remote_fetch_launches_mpichs_ofi_module():
     require_engine("mpi")
     if launcher_is_open_mpi():
         pytest.skip("--path ofi is MPICH's")
-    args = ["--launch", "2", "--path", "ofi", "--quick", "--sizes", "12KB", "--r", "7", "--json"]
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/remote_fetch.py", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    rows = result_line(proc, prefix="JSON ")
+    proc, rows = launch("--path", "ofi")
     assert [(row["path"], row["engine_path"]) for row in rows] == [("ofi", "net")], proc.stdout
     assert rows[0]["draw_us"] > 0 and rows[0]["floor_us"] > 0, rows
 
@@ -118,15 +115,7 @@ def test_remote_fetch_launch_puts_both_engines_and_both_baselines_in_one_table()
     # Thallium program's time for the same rows beside the raw MPI exchange's.
     require_engine("mpi")
     require_engine("thallium")
-    args = ["--launch", "2", "--engine", "mpi", "thallium", "--path", "shm", "net", "--no-floor", "--quick"]
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/remote_fetch.py", *args, "--sizes", "12KB", "--r", "7", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    rows = result_line(proc, prefix="JSON ")
+    proc, rows = launch("--engine", "mpi", "thallium", "--path", "shm", "net", "--no-floor")
     assert [(row["path"], row["engine"]) for row in rows] == [
         ("shm", "mpi"),
         ("shm", "thallium/na+sm"),

@@ -84,27 +84,39 @@ def test_mpich_ofi_module_eager_threshold():
     assert probe({"MPIR_CVAR_CH4_NETMOD": "ofi"}, n=2)[1:] == (8191, True, "shm,shm")  # shm first
 
 
-def test_rows_over_mpich_ofi_travel_packed():
-    # Over MPICH's OFI module 12 KB rows are under the eager limit: a reply's rows go packed
-    # in one message, and every drawn sample is what its owner stored.
-    require_mpich()
-    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=OFI)
+def two_row_replies(env: dict[str, str], gathers: bool) -> list[dict]:
+    """Runs worker.py's correct and bad_requests scenarios on 2 ranks under `env`, checks
+    every drawn sample is what its owner stored (and whether rows were gathered in place),
+    and returns each rank's reply to a request for two 12 KB rows (with the row size)."""
+    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=env)
     scenarios = result_line(proc)["scenarios"]
     for rank, res in enumerate(scenarios["correct"]):
         for layout, got in res.items():
             if layout.startswith("_"):
                 continue
+            assert got["gathers_rows"] is gathers, (rank, layout, got)
             assert got["checked"] > 500 and got["remote"] > 0, (rank, layout, got)
             assert got["bad"] == got["dupes"] == got["short"] == got["failed_requests"] == 0, (
                 rank,
                 layout,
                 got,
             )
+    replies = []
     for res in scenarios["bad_requests"]:
-        two = res["two_slots"]
-        assert res["gathers_rows"] is False  # the network path (UCX's would send 2 messages)
-        assert two["got"] == "ok" and two["payload_messages"] == 1, two
-        assert two["payload_bytes"] == 2 * res["row_bytes"]
+        assert res["gathers_rows"] is gathers
+        assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0
+        assert res["two_slots"]["got"] == "ok", res
+        assert res["two_slots"]["payload_bytes"] == 2 * res["row_bytes"]
+        replies.append(res["two_slots"])
+    return replies
+
+
+def test_rows_over_mpich_ofi_travel_packed():
+    # Over MPICH's OFI module 12 KB rows are under the eager limit: a reply's rows go packed
+    # in one message (UCX's network path would send 2), and every drawn sample is what its
+    # owner stored.
+    require_mpich()
+    assert [two["payload_messages"] for two in two_row_replies(OFI, gathers=False)] == [1, 1]
 
 
 def test_open_mpi_limits_and_paths():
@@ -124,26 +136,7 @@ def test_rows_without_cma_travel_packed_or_alone():
     # (the 12 KB ones) travel packed in one message, larger ones (68 KB) one message each,
     # and every drawn sample must still be what its owner stored.
     require_mpich()
-    proc = mpirun(
-        2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=CMA_OFF
-    )
-    scenarios = result_line(proc)["scenarios"]
-    for rank, res in enumerate(scenarios["correct"]):
-        for layout, got in res.items():
-            if layout.startswith("_"):
-                continue
-            assert got["gathers_rows"] is False
-            assert got["checked"] > 500 and got["remote"] > 0, f"rank {rank}, {layout}: {got}"
-            assert got["bad"] == 0 and got["dupes"] == 0 and got["short"] == 0, (
-                f"rank {rank}, {layout}: {got}"
-            )
-            assert got["failed_requests"] == 0
-    for res in scenarios["bad_requests"]:
-        two = res["two_slots"]
-        assert res["gathers_rows"] is False
-        assert two["got"] == "ok" and two["payload_messages"] == 1  # 12 KB rows: packed over shm
-        assert two["payload_bytes"] == 2 * res["row_bytes"]
-        assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0
+    assert [two["payload_messages"] for two in two_row_replies(CMA_OFF, gathers=False)] == [1, 1]
 
 
 @pytest.mark.parametrize("way, messages", [("rows", 2), ("packed", 1), ("gathered", 1)])
@@ -152,25 +145,8 @@ def test_reply_way_forced_by_environment(way: str, messages: int):
     # fabric where another way is faster): two 12 KB rows go as two messages, or one packed,
     # or one datatype over the slots; every drawn sample is still what its owner stored.
     require_engine("mpi")
-    env = {"REVERIE_MPI_REPLY": way}
-    proc = mpirun(2, "tests/mpi/worker.py", "--engine", "mpi", "--scenarios", "correct,bad_requests", env=env)
-    scenarios = result_line(proc)["scenarios"]
-    for rank, res in enumerate(scenarios["correct"]):
-        for layout, got in res.items():
-            if layout.startswith("_"):
-                continue
-            assert got["gathers_rows"] is (way == "gathered")
-            assert got["checked"] > 500 and got["remote"] > 0, f"rank {rank}, {layout}: {got}"
-            assert got["bad"] == got["dupes"] == got["short"] == got["failed_requests"] == 0, (
-                rank,
-                layout,
-                got,
-            )
-    for res in scenarios["bad_requests"]:
-        two = res["two_slots"]
-        assert two["got"] == "ok" and two["payload_messages"] == messages, (way, two)
-        assert two["payload_bytes"] == 2 * res["row_bytes"]
-        assert res["after"]["bad"] == 0 and res["after"]["failed_requests"] == 0
+    replies = two_row_replies({"REVERIE_MPI_REPLY": way}, gathers=way == "gathered")
+    assert [two["payload_messages"] for two in replies] == [messages, messages], (way, replies)
 
 
 CONSTRUCT = """
