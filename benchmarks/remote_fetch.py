@@ -31,6 +31,8 @@ Paths (``--path``; under a plain mpiexec the environment decides and the table r
     tcp   sockets only: MPICH as net plus UCX_TLS=tcp,self; Open MPI as net
     ofi   MPICH's other network module, OFI (libfabric; what MPICH builds for Slingshot,
           Omni-Path or EFA use): as net plus MPIR_CVAR_CH4_NETMOD=ofi; MPICH only
+Tuning variables set in the environment (UCX_*, FI_*, MPIR_CVAR_*, OMPI_MCA_*, REVERIE_*;
+e.g. UCX_RNDV_THRESH, docs/hpc.md) reach every job; --launch names them under the table.
 
 Two patterns (``--pattern``):
     all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
@@ -134,6 +136,9 @@ PATHS = ("shm", "net", "tcp", "ofi")
 NETWORK_PATHS = ("net", "tcp", "ofi")  # the engine settles "net" on each
 NETMOD_VARIABLES = ("MPIR_CVAR_CH4_NETMOD", "MPICH_CH4_NETMOD", "MPIR_PARAM_CH4_NETMOD")  # MPICH's spellings
 REQUEST_TAG, DATA_TAG = 11, 12
+# Variables through which a user tunes the MPI library, its transports or the engine: they
+# change what a path measures (UCX_RNDV_THRESH, docs/hpc.md), so --launch names the ones set.
+SETTING_PREFIXES = ("UCX_", "FI_", "MPIR_CVAR_", "MPIR_PARAM_", "MPICH_", "OMPI_MCA_", "REVERIE_")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -722,6 +727,12 @@ def path_launch(mpiexec: str, path: str) -> tuple[list[str], dict[str, str]]:
     return [], env
 
 
+def user_settings(env: dict[str, str]) -> dict[str, str]:
+    """The tuning variables (SETTING_PREFIXES) in a job's environment `env` that this
+    process's user set, not the launcher for the path."""
+    return {k: v for k, v in sorted(env.items()) if k.startswith(SETTING_PREFIXES) and os.environ.get(k) == v}
+
+
 def without(argv: list[str], options: tuple[str, ...]) -> list[str]:
     """argv less `options` and the values that follow each."""
     out, skipping = [], False
@@ -747,9 +758,10 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     )
     inner = [*without(argv, (*launch_only, "--engine", "--address")), "--json"]
     floor = None if args.no_floor or not Path(args.floor_bench).exists() else Path(args.floor_bench)
-    rows = []
+    rows, settings = [], {}
     for path in args.path:
         opts, env = path_launch(mpiexec, path)
+        settings[path] = user_settings(env)
         address = args.address or thallium_address(path)
         for engine in args.engine:
             for n in args.launch:
@@ -763,12 +775,17 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
                     return proc.returncode or 1
                 got = json.loads(lines[0][5:])
                 check_path(got, path)
+                for row in got:
+                    row["settings"] = settings[path]
                 if floor and engine == "mpi":
                     add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
                 rows += got
         if "thallium" in args.engine:
             add_bare(rows, path, address, args)
     print_launch_table(rows)
+    for path, given in settings.items():
+        named = " ".join(f"{k}={v}" for k, v in given.items()) or "none"
+        print(f"# {path}: tuning variables from the environment: {named}")
     print(f"# draws {'held until the draw after next (--hold)' if args.hold else 'released after each wait'}")
     if not floor:
         print(

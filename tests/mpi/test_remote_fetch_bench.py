@@ -3,6 +3,7 @@ patterns, and prints its table; launches itself over both paths (--launch, --pat
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -62,7 +63,7 @@ def test_remote_fetch_benchmark_one_requester_draws_only_remote_rows():
         assert row["lat_ratio"] > 0 and row["cold_ratio"] > 0
 
 
-def launch(*args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def launch(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """remote_fetch.py --launch 2 with `args`, quick, 7 x 12 KB: the run and its JSON rows."""
     quick = ["--launch", "2", *args, "--quick", "--sizes", "12KB", "--r", "7", "--json"]
     proc = subprocess.run(
@@ -71,6 +72,7 @@ def launch(*args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     return proc, result_line(proc, prefix="JSON ")
 
@@ -96,6 +98,18 @@ def test_remote_fetch_benchmark_launches_itself_over_both_paths():
         assert row["vs_floor"] == row["draw_us"] / row["floor_us"], row
         assert row["c_raw_us"] > 0, row
     assert "floor_us" in proc.stdout and "floor not measured" not in proc.stdout
+
+
+def test_remote_fetch_launch_names_the_tuning_variables_it_ran_under():
+    # A user's tuning variable (here the engine's reply way) reaches the job and is named
+    # under the table and in each row; a path variable the launcher strips for the path
+    # asked for (NOLOCAL, on shm) is not.
+    require_engine("mpi")
+    env = {**os.environ, "REVERIE_MPI_REPLY": "rows", "MPIR_CVAR_NOLOCAL": "1"}
+    proc, rows = launch("--path", "shm", "--no-floor", env=env)
+    assert [(row["path"], row["engine_path"]) for row in rows] == [("shm", "shm")], proc.stdout
+    assert rows[0]["settings"] == {"REVERIE_MPI_REPLY": "rows"}, rows
+    assert "# shm: tuning variables from the environment: REVERIE_MPI_REPLY=rows" in proc.stdout
 
 
 def test_remote_fetch_launches_mpichs_ofi_module():
