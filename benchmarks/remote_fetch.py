@@ -129,7 +129,7 @@ from mpi4py import MPI  # noqa: E402
 import reverie  # noqa: E402
 from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
-SHAPES = {"12KB": (3, 32, 32), "602KB": (3, 224, 224)}
+SHAPES = {"3KB": (1, 28, 28), "12KB": (3, 32, 32), "602KB": (3, 224, 224)}  # MNIST, CIFAR, ImageNet (float32)
 FLOOR_BENCH = Path(reverie.__file__).parent / "_bench" / "mpi_rows"  # benchmarks/mpi_rows.cc, installed
 FLOOR_WAYS = ("rows", "packed", "gathered")
 PATHS = ("shm", "net", "tcp", "ofi")
@@ -156,7 +156,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Thallium protocol (default na+sm; with --launch: na+sm on shm, ofi+tcp://127.0.0.1 on net and tcp)",
     )
     p.add_argument("--r", type=int, nargs="+", default=[7, 28, 64], help="representatives per draw")
-    p.add_argument("--sizes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["12KB", "602KB"],
+        choices=list(SHAPES),
+        help="sample sizes: 3KB (an MNIST image), 12KB (CIFAR), 602KB (ImageNet), all float32",
+    )
     p.add_argument("--seconds", type=float, default=1.0, help="measuring time per case and method")
     p.add_argument("--pattern", default="all", choices=["all", "one"], help="all ranks draw, or rank 0 alone")
     p.add_argument(

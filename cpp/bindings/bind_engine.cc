@@ -161,6 +161,7 @@ void bind_transports(py::module_& m) {
         d["anonymous"] = reply->anonymous;
         d["payload_messages"] = reply->payload_messages;
         d["payload_bytes"] = reply->payload_bytes;
+        d["whole"] = reply->whole;
         return std::move(d);
       },
       py::arg("peer"), py::arg("data"), py::arg("timeout"), py::arg("read_payload") = true,

@@ -111,12 +111,13 @@ def two_row_replies(env: dict[str, str], gathers: bool) -> list[dict]:
     return replies
 
 
-def test_rows_over_mpich_ofi_travel_packed():
-    # Over MPICH's OFI module 12 KB rows are under the eager limit: a reply's rows go packed
-    # in one message (UCX's network path would send 2), and every drawn sample is what its
-    # owner stored.
+def test_rows_over_mpich_ofi_travel_in_the_reply():
+    # Over MPICH's OFI module a reply of two 12 KB rows is under the eager limit: it travels
+    # whole, rows packed behind the header in one message (UCX's network path would send a
+    # header and 2 rows), and every drawn sample is what its owner stored.
     require_mpich()
-    assert [two["payload_messages"] for two in two_row_replies(OFI, gathers=False)] == [1, 1]
+    replies = two_row_replies(OFI, gathers=False)
+    assert [(two["whole"], two["payload_messages"]) for two in replies] == [(True, 0), (True, 0)], replies
 
 
 def test_open_mpi_limits_and_paths():
@@ -131,12 +132,24 @@ def test_open_mpi_limits_and_paths():
     assert probe({"OMPI_MCA_btl": "^sm"}, n=2)[3] == "net,net"
 
 
+def test_rows_over_open_mpi_tcp_travel_in_the_reply():
+    # Under the tcp BTL's eager limit (64 KiB) a reply of two 12 KB rows travels whole, and
+    # every drawn sample is what its owner stored.
+    require_engine("mpi")
+    if probe({})[0] != "Open":
+        pytest.skip("checked against Open MPI")
+    replies = two_row_replies({"OMPI_MCA_btl": "self,tcp"}, gathers=False)
+    assert [(two["whole"], two["payload_messages"]) for two in replies] == [(True, 0), (True, 0)], replies
+
+
 def test_rows_without_cma_travel_packed_or_alone():
     # With CMA off the library cannot read scattered rows in place: rows up to kPackRowBytes
-    # (the 12 KB ones) travel packed in one message, larger ones (68 KB) one message each,
-    # and every drawn sample must still be what its owner stored.
+    # (the 12 KB ones) travel packed in one message behind the header (two of them are past
+    # the eager limit, so not in it), larger ones (68 KB) one message each, and every drawn
+    # sample must still be what its owner stored.
     require_mpich()
-    assert [two["payload_messages"] for two in two_row_replies(CMA_OFF, gathers=False)] == [1, 1]
+    replies = two_row_replies(CMA_OFF, gathers=False)
+    assert [(two["whole"], two["payload_messages"]) for two in replies] == [(False, 1), (False, 1)], replies
 
 
 @pytest.mark.parametrize("way, messages", [("rows", 2), ("packed", 1), ("gathered", 1)])

@@ -293,7 +293,14 @@ def scenario_bad_requests(engine: str) -> dict:
                 row.update(
                     {
                         k: reply.get(k)
-                        for k in ("request_id", "owner_size", "count", "payload_bytes", "payload_messages")
+                        for k in (
+                            "request_id",
+                            "owner_size",
+                            "count",
+                            "payload_bytes",
+                            "payload_messages",
+                            "whole",
+                        )
                     }
                 )
                 out[name] = row

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/backoff.h"
 #include "common/thread_name.h"
@@ -20,9 +21,37 @@ namespace reverie {
 using namespace mpi_detail;
 using namespace tuning::mpi;
 
+void MpiTransport::post_reply_receive(size_t i, const PeerRequest& req, uint64_t id, const Columns& dest) {
+  const int header_bytes = static_cast<int>(reply_message_bytes(req.count));
+  if (!fuses(req.peer, req.count)) {
+    check(MPI_Irecv(reply_bufs_[req.peer].data(), header_bytes, MPI_BYTE, req.peer, header_tag(id), comm_,
+                    &headers_[i]),
+          "MPI_Irecv(reply)");
+    return;
+  }
+  // An error reply is its header alone: a shorter message, which fills the first block.
+  const SampleLayout& layout = buffer_->layout();
+  const size_t blocks = layout.num_fields() + 1;
+  std::vector<int> lengths(blocks, header_bytes);
+  std::vector<MPI_Aint> at(blocks);
+  const std::vector<MPI_Datatype> types(blocks, MPI_BYTE);
+  MPI_Get_address(reply_bufs_[req.peer].data(), &at[0]);
+  for (size_t f = 0; f + 1 < blocks; ++f) {
+    lengths[f + 1] = static_cast<int>(layout.row_bytes(f) * req.count);
+    MPI_Get_address(dest.at(layout, f, req.first_row), &at[f + 1]);
+  }
+  MPI_Datatype whole = MPI_DATATYPE_NULL;
+  check(MPI_Type_create_struct(static_cast<int>(blocks), lengths.data(), at.data(), types.data(), &whole),
+        "MPI_Type_create_struct(reply)");
+  check(MPI_Type_commit(&whole), "MPI_Type_commit(reply)");
+  const int posted = MPI_Irecv(MPI_BOTTOM, 1, whole, req.peer, header_tag(id), comm_, &headers_[i]);
+  MPI_Type_free(&whole);  // the receive keeps what it needs
+  check(posted, "MPI_Irecv(reply)");
+}
+
 void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Columns& dest, MPI_Request* out) {
   const SampleLayout& layout = buffer_->layout();
-  if (req.count == 0) return;
+  if (req.count == 0 || fuses(req.peer, req.count)) return;
   const int tag = payload_tag(id);
   for (size_t f = 0; f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
@@ -148,9 +177,7 @@ void MpiTransport::post_request(size_t i, const PeerRequest& req, const Columns&
   const uint64_t id = next_request_id_++;
   ids_[i] = id;
   reply.peer = req.peer;
-  check(MPI_Irecv(reply_bufs_[req.peer].data(), static_cast<int>(reply_message_bytes(req.count)), MPI_BYTE, req.peer,
-                  header_tag(id), comm_, &headers_[i]),
-        "MPI_Irecv(reply)");
+  post_reply_receive(i, req, id, dest);
   post_payload(req, id, dest, &payloads_[payload_first_[i]]);
   const size_t len =
       wire::encode_request(options_.token, id, req.slots, req.count, request_bufs_[req.peer].data(), sender_);
@@ -208,7 +235,8 @@ bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& 
   wire::Reply reply{};
   std::memcpy(&reply, msg, std::min<size_t>(bytes, sizeof reply));
   const bool ok = reply.status == static_cast<uint16_t>(wire::Status::kOk);
-  const size_t expected = reply_message_bytes(ok ? req.count : 0);
+  const bool whole = ok && fuses(req.peer, req.count);  // the rows came with it
+  const size_t expected = reply_message_bytes(ok ? req.count : 0) + (whole ? rows_bytes(req.count) : 0);
   if (static_cast<size_t>(bytes) != expected || !wire::reply_valid(reply, ids_[i], req.count)) {
     fail_request(i, wire::Status::kMalformed, out);
     return true;
@@ -224,7 +252,7 @@ bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& 
   std::memcpy(dest.at(layout, layout.label_column(), row), msg + sizeof reply, req.count * sizeof(int64_t));
   std::memcpy(dest.at(layout, layout.weight_column(), row), msg + sizeof reply + req.count * sizeof(int64_t),
               req.count * sizeof(float));
-  stages_[i] = Stage::kPayload;
+  stages_[i] = whole ? Stage::kDone : Stage::kPayload;
   return true;
 }
 

@@ -189,6 +189,10 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
   reply.packed.resize(packed_bytes_);  // once per requester
   std::byte* packed = reply.packed.data();
   reply.sends.assign(1, MPI_REQUEST_NULL);
+  if (fuses(dest, rows)) {
+    send_whole(dest, req, *slots_from, reply);
+    return;
+  }
   MPI_Isend(out, static_cast<int>(reply_message_bytes(rows)), MPI_BYTE, dest, header_tag(req.request_id), comm_,
             &reply.sends[0]);
   for (size_t f = 0; rows > 0 && f < layout.num_fields(); ++f) {
@@ -211,6 +215,22 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
     MPI_Isend(packed, static_cast<int>(rb * rows), MPI_BYTE, dest, tag, comm_, &reply.sends.back());
     packed += rb * rows;
   }
+}
+
+void MpiTransport::send_whole(int dest, const wire::DecodedRequest& req, const Columns& slots_from,
+                              OpenReply& reply) {
+  const SampleLayout& layout = buffer_->layout();
+  const size_t header = reply_message_bytes(req.count);
+  std::byte* at = reply.packed.data();
+  std::memcpy(at, reply.header.data(), header);
+  at += header;
+  for (size_t f = 0; f < layout.num_fields(); ++f) {
+    const size_t rb = layout.row_bytes(f);
+    for (uint32_t i = 0; i < req.count; ++i) std::memcpy(at + i * rb, slots_from.at(layout, f, req.slots[i]), rb);
+    at += rb * req.count;
+  }
+  MPI_Isend(reply.packed.data(), static_cast<int>(at - reply.packed.data()), MPI_BYTE, dest,
+            header_tag(req.request_id), comm_, &reply.sends[0]);
 }
 
 // The library reads the rows in place where it can (paths_[dest].gathers_in_place), like a bulk transfer

@@ -89,6 +89,8 @@ MpiTransport::MpiTransport(std::shared_ptr<const LocalBuffer> buffer, MPI_Comm p
     for (int peer = 0; peer < size_; ++peer) packed = packed || rows_per_message(peer, f) == SIZE_MAX;
     if (packed) packed_bytes_ += layout.row_bytes(f) * max_rows;
   }
+  for (int peer = 0; peer < size_; ++peer)  // whole replies are at most an eager message
+    if (fuses(peer, 1)) packed_bytes_ = std::max(packed_bytes_, paths_[peer].eager_bytes);
   server_request_.resize(wire::request_bytes(max_rows));
   replies_.resize(size_);
   open_replies_.reserve(size_);
@@ -245,8 +247,15 @@ std::optional<MpiTransport::RawReply> MpiTransport::send_raw_request(int peer, c
       if (stage != kHeader) {
         result.reply_bytes = header.size();
         std::memcpy(&result.reply, header.data(), std::min(header.size(), sizeof(wire::Reply)));
-        if (result.reply.status == static_cast<uint16_t>(wire::Status::kOk))
+        if (result.reply.status == static_cast<uint16_t>(wire::Status::kOk)) {
           expected_payload = payload_messages(peer, result.reply.count);
+          const size_t head = reply_message_bytes(result.reply.count);
+          result.whole = fuses(peer, result.reply.count) && header.size() > head;
+          if (result.whole) {
+            result.reply_bytes = head;
+            result.payload_bytes = header.size() - head;
+          }
+        }
         if (expected_payload == 0 || !read_payload) stage = kDone;
       }
     }
