@@ -195,8 +195,9 @@ class MpiTransport final : public Transport {
   // Whether a reply of `count` rows to or from `peer` travels whole in one message (header,
   // labels, weights, then each field's rows, packed): where all of it goes out eagerly,
   // unless REVERIE_MPI_REPLY names a way. One message instead of a header and a payload:
-  // 2 ranks drawing 7 x 12 KB over Open MPI's tcp BTL took 1.30-1.34x the raw exchange
-  // instead of 1.51-1.69x (the payload waited a round trip behind its header).
+  // 2 ranks drawing 7 x 12 KB took 1.33-1.35x the raw exchange instead of 1.49-1.53x over
+  // MPICH's OFI module, 1.27-1.50x instead of 1.53-1.56x over Open MPI's tcp BTL (medians
+  // of two sets of runs, 2-core VM; docs/benchmarks.md, "Whole replies").
   bool fuses(int peer, uint32_t count) const {
     const PeerPath& path = paths_[peer];
     return count > 0 && path.way == ReplyWay::kAuto &&
