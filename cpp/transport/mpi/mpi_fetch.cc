@@ -236,7 +236,7 @@ bool MpiTransport::take_header(size_t i, const PeerRequest& req, const Columns& 
   std::memcpy(&reply, msg, std::min<size_t>(bytes, sizeof reply));
   const bool ok = reply.status == static_cast<uint16_t>(wire::Status::kOk);
   const bool whole = ok && fuses(req.peer, req.count);  // the rows came with it
-  const size_t expected = reply_message_bytes(ok ? req.count : 0) + (whole ? rows_bytes(req.count) : 0);
+  const size_t expected = whole ? whole_reply_bytes(req.count) : reply_message_bytes(ok ? req.count : 0);
   if (static_cast<size_t>(bytes) != expected || !wire::reply_valid(reply, ids_[i], req.count)) {
     fail_request(i, wire::Status::kMalformed, out);
     return true;

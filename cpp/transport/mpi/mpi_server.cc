@@ -210,25 +210,28 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
       }
       continue;
     }
-    for (uint32_t i = 0; i < rows; ++i) std::memcpy(packed + i * rb, slots_from->at(layout, f, req.slots[i]), rb);
+    std::byte* end = pack_rows(packed, req, *slots_from, f);
     reply.sends.push_back(MPI_REQUEST_NULL);
-    MPI_Isend(packed, static_cast<int>(rb * rows), MPI_BYTE, dest, tag, comm_, &reply.sends.back());
-    packed += rb * rows;
+    MPI_Isend(packed, static_cast<int>(end - packed), MPI_BYTE, dest, tag, comm_, &reply.sends.back());
+    packed = end;
   }
+}
+
+std::byte* MpiTransport::pack_rows(std::byte* to, const wire::DecodedRequest& req, const Columns& slots_from,
+                                   size_t f) const {
+  const SampleLayout& layout = buffer_->layout();
+  const size_t rb = layout.row_bytes(f);
+  for (uint32_t i = 0; i < req.count; ++i) std::memcpy(to + i * rb, slots_from.at(layout, f, req.slots[i]), rb);
+  return to + rb * req.count;
 }
 
 void MpiTransport::send_whole(int dest, const wire::DecodedRequest& req, const Columns& slots_from,
                               OpenReply& reply) {
-  const SampleLayout& layout = buffer_->layout();
   const size_t header = reply_message_bytes(req.count);
   std::byte* at = reply.packed.data();
   std::memcpy(at, reply.header.data(), header);
   at += header;
-  for (size_t f = 0; f < layout.num_fields(); ++f) {
-    const size_t rb = layout.row_bytes(f);
-    for (uint32_t i = 0; i < req.count; ++i) std::memcpy(at + i * rb, slots_from.at(layout, f, req.slots[i]), rb);
-    at += rb * req.count;
-  }
+  for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) at = pack_rows(at, req, slots_from, f);
   MPI_Isend(reply.packed.data(), static_cast<int>(at - reply.packed.data()), MPI_BYTE, dest,
             header_tag(req.request_id), comm_, &reply.sends[0]);
 }

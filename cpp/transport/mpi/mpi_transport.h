@@ -150,6 +150,9 @@ class MpiTransport final : public Transport {
   size_t largest_reply_message(int peer, int bytes) const;
   void post_reply(int dest, const wire::DecodedRequest& req, wire::Status status, uint64_t owner_size,
                   const Columns* slots_from, OpenReply& reply);
+  // Copies field f's requested rows from their slots to `to`, one after another; returns
+  // the end of what it wrote.
+  std::byte* pack_rows(std::byte* to, const wire::DecodedRequest& req, const Columns& slots_from, size_t f) const;
   // Sends the reply whose header is in reply.header as one message (fuses()).
   void send_whole(int dest, const wire::DecodedRequest& req, const Columns& slots_from, OpenReply& reply);
   // Sends field f's requested rows in messages of kGatherRows that the library reads in place.
@@ -186,9 +189,9 @@ class MpiTransport final : public Transport {
     const PeerPath& path = paths_[peer];
     return path.way == ReplyWay::kGathered || (path.way == ReplyWay::kAuto && path.gathers_in_place);
   }
-  // Bytes of every field's rows of `count` samples.
-  size_t rows_bytes(uint32_t count) const {
-    size_t n = 0;
+  // Bytes of a reply of `count` rows sent whole: its header message, then every field's rows.
+  size_t whole_reply_bytes(uint32_t count) const {
+    size_t n = reply_message_bytes(count);
     for (size_t f = 0; f < buffer_->layout().num_fields(); ++f) n += buffer_->layout().row_bytes(f) * count;
     return n;
   }
@@ -200,8 +203,7 @@ class MpiTransport final : public Transport {
   // of two sets of runs, 2-core VM; docs/benchmarks.md, "Whole replies").
   bool fuses(int peer, uint32_t count) const {
     const PeerPath& path = paths_[peer];
-    return count > 0 && path.way == ReplyWay::kAuto &&
-           reply_message_bytes(count) + rows_bytes(count) <= path.eager_bytes;
+    return count > 0 && path.way == ReplyWay::kAuto && whole_reply_bytes(count) <= path.eager_bytes;
   }
   size_t messages_of(int peer, size_t f, uint32_t count) const {
     const size_t per = rows_per_message(peer, f);
@@ -216,7 +218,7 @@ class MpiTransport final : public Transport {
   // Bytes of the largest payload message for `count` rows to or from `peer` (the whole
   // reply where it travels in one message).
   size_t largest_payload_message(int peer, uint32_t count) const {
-    if (fuses(peer, count)) return reply_message_bytes(count) + rows_bytes(count);
+    if (fuses(peer, count)) return whole_reply_bytes(count);
     size_t most = 0;
     for (size_t f = 0; f < buffer_->layout().num_fields(); ++f)
       most = std::max(most, buffer_->layout().row_bytes(f) * std::min<size_t>(count, rows_per_message(peer, f)));
