@@ -34,6 +34,11 @@ Paths (``--path``; under a plain mpiexec the environment decides and the table r
 Tuning variables set in the environment (UCX_*, FI_*, MPIR_CVAR_*, OMPI_MCA_*, REVERIE_*;
 e.g. UCX_RNDV_THRESH, docs/hpc.md) reach every job; --launch names them under the table.
 
+``--repeat N`` (with ``--launch``) runs every job N times, taking the jobs in turn, and each
+row is then its case's median job (by lat_ratio; every column from that one job), with
+``lat_range`` the lowest and highest lat_ratio over the N jobs: on a shared box a whole job
+sometimes lands in a slow mode, so one job per case can mislead either way.
+
 Two patterns (``--pattern``):
     all   every rank fills its buffer to capacity, then all ranks draw at the same time, so
           each draw is served by the peers' servers while their own draws run (as in
@@ -191,6 +196,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--mpiexec", help="with --launch: the launcher (default: beside this Python, else on PATH)"
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --launch: run every job this many times, in turn; each row is the case's median job "
+        "(by lat_ratio) and names the range over the jobs (lat_range)",
+    )
     p.add_argument("--no-floor", action="store_true", help="with --launch: skip the plain-MPI floor")
     p.add_argument(
         "--no-bare", action="store_true", help="with --launch and thallium: skip the bare Thallium baseline"
@@ -205,7 +217,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(FLOOR_BENCH),
         help="the floor program (default: reverie/_bench/mpi_rows of this install)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat: expected a whole number of jobs >= 1, got {args.repeat}")
+    return args
 
 
 def buffer_capacity(args: argparse.Namespace) -> int:
@@ -751,48 +766,61 @@ def without(argv: list[str], options: tuple[str, ...]) -> list[str]:
 
 
 def launch(args: argparse.Namespace, argv: list[str]) -> int:
-    """Runs this benchmark under mpiexec per (path, engine, ranks) and prints one table."""
+    """Runs this benchmark under mpiexec per (path, engine, ranks), --repeat times in turn
+    (so the jobs of one case are spread over the run), and prints one table."""
     mpiexec = find_mpiexec(args.mpiexec)
     launch_only = (
         "--launch",
         "--path",
         "--mpiexec",
+        "--repeat",
         "--no-floor",
         "--floor-bench",
         "--no-bare",
         "--bare-bench",
     )
-    inner = [*without(argv, (*launch_only, "--engine", "--address")), "--json"]
+    inner = [*without(argv, (*launch_only, "--engine", "--address", "--json")), "--json"]
     floor = None if args.no_floor or not Path(args.floor_bench).exists() else Path(args.floor_bench)
-    rows, settings = [], {}
+    launches = {path: path_launch(mpiexec, path) for path in args.path}
+    settings = {path: user_settings(env) for path, (_, env) in launches.items()}
+    jobs = [(path, engine, n) for path in args.path for engine in args.engine for n in args.launch]
+    runs: dict[tuple[str, str, int], list[list[dict]]] = {job: [] for job in jobs}
+    for _ in range(args.repeat):
+        for path, engine, n in jobs:
+            opts, env = launches[path]
+            address = args.address or thallium_address(path)
+            how = ["--engine", engine] + (["--address", address] if engine == "thallium" else [])
+            cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner, *how]
+            print(f"# {path}: {' '.join(cmd)}", flush=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+            if proc.returncode != 0 or not lines:
+                print(proc.stdout[-3000:] + proc.stderr[-3000:])
+                return proc.returncode or 1
+            got = json.loads(lines[0][5:])
+            check_path(got, path)
+            for row in got:
+                row["settings"] = settings[path]
+            if floor and engine == "mpi":
+                add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
+            runs[(path, engine, n)].append(got)
+    rows = []
     for path in args.path:
-        opts, env = path_launch(mpiexec, path)
-        settings[path] = user_settings(env)
-        address = args.address or thallium_address(path)
         for engine in args.engine:
             for n in args.launch:
-                how = ["--engine", engine] + (["--address", address] if engine == "thallium" else [])
-                cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner, *how]
-                print(f"# {path}: {' '.join(cmd)}", flush=True)
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
-                if proc.returncode != 0 or not lines:
-                    print(proc.stdout[-3000:] + proc.stderr[-3000:])
-                    return proc.returncode or 1
-                got = json.loads(lines[0][5:])
-                check_path(got, path)
-                for row in got:
-                    row["settings"] = settings[path]
-                if floor and engine == "mpi":
-                    add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
-                rows += got
+                rows += median_jobs(runs[(path, engine, n)])
         if "thallium" in args.engine:
-            add_bare(rows, path, address, args)
+            add_bare(rows, path, args.address or thallium_address(path), args)
     print_launch_table(rows)
     for path, given in settings.items():
         named = " ".join(f"{k}={v}" for k, v in given.items()) or "none"
         print(f"# {path}: tuning variables from the environment: {named}")
     print(f"# draws {'held until the draw after next (--hold)' if args.hold else 'released after each wait'}")
+    if args.repeat > 1:
+        print(
+            f"# {args.repeat} jobs per row: the row is the job of median lat_ratio (bw_ratio is its inverse "
+            "against the same raw exchange); lat_range spans all of them"
+        )
     if not floor:
         print(
             f"# floor not measured: {'--no-floor' if args.no_floor else f'no program at {args.floor_bench}'}"
@@ -802,6 +830,21 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print("JSON " + json.dumps(rows))
     return 0
+
+
+def median_jobs(runs: list[list[dict]]) -> list[dict]:
+    """One row per case from several jobs' rows (each job the same cases in the same order):
+    the row of the job with the median lat_ratio (the lower middle for an even count), so
+    every column of a row comes from one job, with ``lat_ratios`` (all jobs', in run order)
+    and ``jobs`` added. A job is the unit of noise on a shared box: a whole job may land in
+    a slow phase (docs/benchmarks.md), so a median of jobs, not of draws, tames it."""
+    out = []
+    for same_case in zip(*runs, strict=True):
+        ranked = sorted(same_case, key=lambda row: row["lat_ratio"])
+        row = dict(ranked[(len(ranked) - 1) // 2])
+        row.update(jobs=len(same_case), lat_ratios=[r["lat_ratio"] for r in same_case])
+        out.append(row)
+    return out
 
 
 def bare_skipped(args: argparse.Namespace) -> str | None:
@@ -842,7 +885,7 @@ def print_launch_table(rows: list[dict]) -> None:
         f"{'ranks':>5} {'path':>4} {'MPI':<16} {'engine':<16} {'sample':>6} {'r':>3} {'draw_us':>9} {'raw_us':>9} "
         f"{'lat_ratio':>9} {'rev_MB/s':>8} {'raw_MB/s':>8} {'bw_ratio':>8} {'cold_ratio':>10} {'remote':>6} "
         f"{'floor_us':>9} {'floor_how':>9} {'vs_floor':>8} {'c_raw_us':>8} {'bare_us':>8} {'vs_bare':>7} {'slow':>4} {'sleeps':>6} "
-        f"{'local_us':>8} {'ans_us':>7} {'rows_us':>8}"
+        f"{'local_us':>8} {'ans_us':>7} {'rows_us':>8} {'lat_range':>11}"
     )
     for row in rows:
         print(
@@ -852,8 +895,15 @@ def print_launch_table(rows: list[dict]) -> None:
             f"{row['cold_ratio']:>10.2f} {row['remote']:>6.2f} {cell(row, 'floor_us', '.1f'):>9} "
             f"{row.get('floor_how', '-'):>9} {cell(row, 'vs_floor', '.2f'):>8} {cell(row, 'c_raw_us', '.1f'):>8} "
             f"{cell(row, 'bare_us', '.1f'):>8} {cell(row, 'vs_bare', '.2f'):>7} {row['slow_rounds']:>4} "
-            f"{row['sleeps']:>6.2f} {row['local_us']:>8.1f} {us(row.get('ans_us')):>7} {us(row.get('rows_us')):>8}"
+            f"{row['sleeps']:>6.2f} {row['local_us']:>8.1f} {us(row.get('ans_us')):>7} {us(row.get('rows_us')):>8} "
+            f"{lat_range(row):>11}"
         )
+
+
+def lat_range(row: dict) -> str:
+    """The lowest and highest lat_ratio over a row's jobs ("-" for one job)."""
+    ratios = row.get("lat_ratios", [])
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else "-"
 
 
 def add_bare(rows: list[dict], path: str, address: str, args: argparse.Namespace) -> None:

@@ -112,6 +112,32 @@ def test_remote_fetch_launch_names_the_tuning_variables_it_ran_under():
     assert "# shm: tuning variables from the environment: REVERIE_MPI_REPLY=rows" in proc.stdout
 
 
+def test_remote_fetch_launch_repeats_jobs_and_reports_the_median_job():
+    # --repeat 3: three jobs of the case; the row is the job of median lat_ratio (its other
+    # columns from that same job) and the table names the range over the three.
+    require_engine("mpi")
+    proc, rows = launch("--path", "shm", "--no-floor", "--repeat", "3")
+    assert proc.stdout.count("# shm: ") == 3 + 1, proc.stdout  # three launches, one settings line
+    assert len(rows) == 1 and rows[0]["jobs"] == 3, rows
+    row = rows[0]
+    assert len(row["lat_ratios"]) == 3 and row["lat_ratio"] == sorted(row["lat_ratios"])[1], row
+    assert row["lat_ratio"] == pytest.approx(row["draw_us"] / row["raw_us"]), row
+    table = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("2 ")]
+    low, high = (float(v) for v in table[0][-1].split("-"))
+    assert low == round(min(row["lat_ratios"]), 2) and high == round(max(row["lat_ratios"]), 2), proc.stdout
+
+
+def test_remote_fetch_launch_refuses_a_repeat_below_one():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/remote_fetch.py", "--launch", "2", "--repeat", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--repeat: expected a whole number of jobs >= 1, got 0" in proc.stderr
+
+
 def test_remote_fetch_launches_mpichs_ofi_module():
     # --path ofi: MPICH's OFI network module (MPIR_CVAR_CH4_NETMOD=ofi beside NOLOCAL); the
     # engine settles the network path and reads OFI's eager limit, so 12 KB rows go packed.
