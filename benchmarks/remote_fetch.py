@@ -786,24 +786,12 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     jobs = [(path, engine, n) for path in args.path for engine in args.engine for n in args.launch]
     runs: dict[tuple[str, str, int], list[list[dict]]] = {job: [] for job in jobs}
     for _ in range(args.repeat):
-        for path, engine, n in jobs:
-            opts, env = launches[path]
-            address = args.address or thallium_address(path)
-            how = ["--engine", engine] + (["--address", address] if engine == "thallium" else [])
-            cmd = [mpiexec, *opts, "-n", str(n), sys.executable, __file__, *inner, *how]
-            print(f"# {path}: {' '.join(cmd)}", flush=True)
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
-            if proc.returncode != 0 or not lines:
-                print(proc.stdout[-3000:] + proc.stderr[-3000:])
-                return proc.returncode or 1
-            got = json.loads(lines[0][5:])
-            check_path(got, path)
-            for row in got:
-                row["settings"] = settings[path]
-            if floor and engine == "mpi":
-                add_floor(got, floor, [mpiexec, *opts, "-n", str(n)], env, args)
-            runs[(path, engine, n)].append(got)
+        for job in jobs:
+            opts, env = launches[job[0]]
+            got = run_job(job, [mpiexec, *opts], env, inner, floor, args)
+            if got is None:
+                return 1
+            runs[job].append(got)
     rows = []
     for path in args.path:
         for engine in args.engine:
@@ -830,6 +818,36 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print("JSON " + json.dumps(rows))
     return 0
+
+
+def run_job(
+    job: tuple[str, str, int],
+    launcher: list[str],
+    env: dict[str, str],
+    inner: list[str],
+    floor: Path | None,
+    args: argparse.Namespace,
+) -> list[dict] | None:
+    """One --launch job, (path, engine, ranks) under `launcher` (mpiexec and the path's
+    options) and `env`: its rows, with the tuning variables it ran under and, for the MPI
+    engine, the floor's columns; None (after printing its output) when it failed."""
+    path, engine, n = job
+    address = args.address or thallium_address(path)
+    how = ["--engine", engine] + (["--address", address] if engine == "thallium" else [])
+    cmd = [*launcher, "-n", str(n), sys.executable, __file__, *inner, *how]
+    print(f"# {path}: {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+    if proc.returncode != 0 or not lines:
+        print(proc.stdout[-3000:] + proc.stderr[-3000:])
+        return None
+    got = json.loads(lines[0][5:])
+    check_path(got, path)
+    for row in got:
+        row["settings"] = user_settings(env)
+    if floor and engine == "mpi":
+        add_floor(got, floor, [*launcher, "-n", str(n)], env, args)
+    return got
 
 
 def median_jobs(runs: list[list[dict]]) -> list[dict]:
