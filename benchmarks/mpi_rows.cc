@@ -9,13 +9,15 @@
 // all: every rank asks every peer for an even share of r rows and serves the peers' requests
 //      in one thread (lockstep, like remote_fetch.py's raw exchange); its own share is a
 //      local copy from random slots. one: rank 0 asks the others, which only serve.
-// Owners answer each request four ways: contig (one message from a buffer of one draw,
-// which stays in the caches: the raw exchange), and three ways of sending rows from random
+// Owners answer each request five ways: contig (one message from a buffer of one draw,
+// which stays in the caches: the raw exchange), and four ways of sending rows from random
 // slots of a buffer of `capacity` rows, as the engine does: rows (a message per row),
-// packed (the rows copied into one message first) and gathered (one message whose
-// hindexed_block datatype names the slots, which MPICH reads in place over shared memory).
+// packed (the rows copied into one message first), gathered (one message whose
+// hindexed_block datatype names the slots, which MPICH reads in place over shared memory)
+// and split (each row in pieces of at most kPieceBytes, the engine's eager limit where the
+// library names none; only for rows of 2 to kMostPieces pieces, else null).
 // Prints, on rank 0, one JSON line per r:
-//   {"r": .., "contig_us": .., "rows_us": .., "packed_us": .., "gathered_us": ..}
+//   {"r": .., "contig_us": .., "rows_us": .., "packed_us": .., "gathered_us": .., "split_us": ..}
 // (medians per rank, averaged over the requesting ranks).
 #include <mpi.h>
 
@@ -28,6 +30,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/mman.h>
@@ -35,7 +38,9 @@
 namespace {
 
 constexpr int kAskTag = 1, kRowTag = 2;
-enum class Mode { kContig, kRows, kPacked, kGathered };
+enum class Mode { kContig, kRows, kPacked, kGathered, kSplit };
+// As the engine's tuning::mpi::kFallbackEagerBytes and kMostRowPieces.
+constexpr size_t kPieceBytes = 4 * 1024, kMostPieces = 4;
 
 struct Setup {
   size_t row_bytes = 0;
@@ -118,12 +123,10 @@ class Exchange {
       if (owners_[i] == me_) {
         copy_rows(dest_.data() + row * s_.row_bytes, n);
       } else {
-        const bool per_row = mode == Mode::kRows;
-        for (int k = 0; k < (per_row ? n : 1) && n > 0; ++k) {
-          const size_t rows = per_row ? 1 : n;
+        for (const auto& [offset, bytes] : cuts(mode, n)) {
           requests_.emplace_back();
-          MPI_Irecv(dest_.data() + (row + k) * s_.row_bytes, static_cast<int>(rows * s_.row_bytes), MPI_BYTE,
-                    owners_[i], kRowTag, MPI_COMM_WORLD, &requests_.back());
+          MPI_Irecv(dest_.data() + row * s_.row_bytes + offset, static_cast<int>(bytes), MPI_BYTE, owners_[i],
+                    kRowTag, MPI_COMM_WORLD, &requests_.back());
         }
         asks_[i] = n;
         requests_.emplace_back();
@@ -131,6 +134,21 @@ class Exchange {
       }
       row += n;
     }
+  }
+
+  // (offset, bytes) of each message of a share of n rows: one message, or (rows, split)
+  // each row's pieces.
+  std::vector<std::pair<size_t, size_t>> cuts(Mode mode, int n) const {
+    const size_t rb = s_.row_bytes;
+    std::vector<std::pair<size_t, size_t>> out;
+    if (mode != Mode::kRows && mode != Mode::kSplit) {
+      if (n > 0) out.emplace_back(0, n * rb);
+      return out;
+    }
+    const size_t piece = piece_bytes(mode);
+    for (int k = 0; k < n; ++k)
+      for (size_t at = 0; at < rb; at += piece) out.emplace_back(k * rb + at, std::min(piece, rb - at));
+    return out;
   }
 
   void serve(Mode mode, int peer) {
@@ -141,11 +159,15 @@ class Exchange {
     if (mode == Mode::kContig) {
       requests_.emplace_back();
       MPI_Isend(hot_.data(), n * bytes, MPI_BYTE, peer, kRowTag, MPI_COMM_WORLD, &requests_.back());
-    } else if (mode == Mode::kRows) {
+    } else if (mode == Mode::kRows || mode == Mode::kSplit) {
+      const size_t piece = piece_bytes(mode);
       for (int k = 0; k < n; ++k) {
-        requests_.emplace_back();
-        MPI_Isend(store_.data() + slot() * s_.row_bytes, bytes, MPI_BYTE, peer, kRowTag, MPI_COMM_WORLD,
-                  &requests_.back());
+        const char* row = store_.data() + slot() * s_.row_bytes;
+        for (size_t at = 0; at < s_.row_bytes; at += piece) {
+          requests_.emplace_back();
+          MPI_Isend(row + at, static_cast<int>(std::min(piece, s_.row_bytes - at)), MPI_BYTE, peer, kRowTag,
+                    MPI_COMM_WORLD, &requests_.back());
+        }
       }
     } else if (mode == Mode::kGathered) {
       displs_.resize(n);
@@ -168,6 +190,16 @@ class Exchange {
     for (int k = 0; k < n; ++k) std::memcpy(to + k * s_.row_bytes, store_.data() + slot() * s_.row_bytes, s_.row_bytes);
   }
 
+  // A row's pieces where split (as the engine splits them), else the row.
+  size_t pieces() const { return (s_.row_bytes + kPieceBytes - 1) / kPieceBytes; }
+  size_t piece_bytes(Mode mode) const {
+    return mode == Mode::kSplit ? (s_.row_bytes + pieces() - 1) / pieces() : s_.row_bytes;
+  }
+
+ public:
+  bool splits() const { return pieces() >= 2 && pieces() <= kMostPieces; }
+
+ private:
   size_t slot() { return std::uniform_int_distribution<size_t>(0, s_.capacity - 1)(rng_); }
 
   Setup s_;
@@ -230,12 +262,16 @@ int main(int argc, char** argv) {
   for (int a = 5; a < argc; ++a) {
     const int r = std::stoi(argv[a]);
     Exchange ex(s, r);
-    double us[4];
+    double us[5];
     for (Mode m : {Mode::kContig, Mode::kRows, Mode::kPacked, Mode::kGathered})
       us[static_cast<int>(m)] = mean_over_requesters(measure(ex, m, s)) * 1e6;
+    char split[32] = "null";
+    if (ex.splits()) std::snprintf(split, sizeof split, "%.2f", mean_over_requesters(measure(ex, Mode::kSplit, s)) * 1e6);
     if (Exchange::rank() == 0)
-      std::printf("{\"r\": %d, \"contig_us\": %.2f, \"rows_us\": %.2f, \"packed_us\": %.2f, \"gathered_us\": %.2f}\n",
-                  r, us[0], us[1], us[2], us[3]);
+      std::printf(
+          "{\"r\": %d, \"contig_us\": %.2f, \"rows_us\": %.2f, \"packed_us\": %.2f, \"gathered_us\": %.2f, "
+          "\"split_us\": %s}\n",
+          r, us[0], us[1], us[2], us[3], split);
   }
   std::fflush(stdout);
   MPI_Finalize();

@@ -100,11 +100,12 @@ The floor (``--launch`` only; ``--no-floor`` skips it): ``benchmarks/mpi_rows.cc
 with the MPI engine and installed as ``reverie/_bench/mpi_rows``, run under the same
 mpiexec and path right after each job. In C, with no Python and no engine, it moves the
 same shares as the raw exchange but from random slots of a buffer of ``--capacity`` rows,
-as a draw must: a message per row, the rows packed into one message, or one message whose
-datatype names the slots (read in place where the library can). Its best is what plain MPI
-can do for scattered rows on that path, so a draw's time splits into the library's cost of
+as a draw must: a message per row, the rows packed into one message, one message whose
+datatype names the slots (read in place where the library can), or each row in 4 KiB pieces
+(rows of 2 to 4 pieces; as the engine sends them over UCX). Its best is what plain MPI can
+do for scattered rows on that path, so a draw's time splits into the library's cost of
 scattered rows (floor against raw) and the engine's (draw against floor):
-    floor_us       the fastest of the three (floor_how names it: rows, packed, gathered)
+    floor_us       the fastest way (floor_how names it: rows, packed, gathered, split)
     vs_floor       draw_us / floor_us
     c_raw_us       the same program sending each share contiguously (the raw exchange in C)
 """
@@ -136,7 +137,7 @@ from reverie.distributed import DistributedRehearsalBuffer  # noqa: E402
 
 SHAPES = {"3KB": (1, 28, 28), "12KB": (3, 32, 32), "602KB": (3, 224, 224)}  # MNIST, CIFAR, ImageNet (float32)
 FLOOR_BENCH = Path(reverie.__file__).parent / "_bench" / "mpi_rows"  # benchmarks/mpi_rows.cc, installed
-FLOOR_WAYS = ("rows", "packed", "gathered")
+FLOOR_WAYS = ("rows", "packed", "gathered", "split")  # split: null where rows are not split
 PATHS = ("shm", "net", "tcp", "ofi")
 NETWORK_PATHS = ("net", "tcp", "ofi")  # the engine settles "net" on each
 NETMOD_VARIABLES = ("MPIR_CVAR_CH4_NETMOD", "MPICH_CH4_NETMOD", "MPIR_PARAM_CH4_NETMOD")  # MPICH's spellings
@@ -961,13 +962,13 @@ def add_floor(rows: list[dict], exe: Path, launcher: list[str], env: dict, args:
             got = by_r.get(row["r"]) if row["sample"] == name else None
             if got is None:
                 continue
-            how = min(FLOOR_WAYS, key=lambda w: got[f"{w}_us"])
+            how = min((w for w in FLOOR_WAYS if got.get(f"{w}_us") is not None), key=lambda w: got[f"{w}_us"])
             row.update(
                 floor_us=got[f"{how}_us"],
                 floor_how=how,
                 vs_floor=row["draw_us"] / got[f"{how}_us"],
                 c_raw_us=got["contig_us"],
-                floor_ways={w: got[f"{w}_us"] for w in FLOOR_WAYS},
+                floor_ways={w: got.get(f"{w}_us") for w in FLOOR_WAYS},
             )
 
 

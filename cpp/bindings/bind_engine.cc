@@ -135,11 +135,12 @@ void bind_transports(py::module_& m) {
         for (const PeerPath& p : mpi->peer_paths())
           out.append(py::dict(py::arg("path") = p.shared_memory ? "shm" : "net",
                               py::arg("eager_bytes") = p.eager_bytes, py::arg("gathers") = p.gathers_in_place,
+                              py::arg("splits") = p.splits_rows, py::arg("ucx_rndv_bytes") = p.ucx_rndv_bytes,
                               py::arg("reply") = reply_way_name(p.way)));
         return out;
       },
-      "MPI engine: the path to each rank, by rank ({path: 'shm' or 'net', eager_bytes, gathers, reply: "
-      "REVERIE_MPI_REPLY or 'auto'}; this "
+      "MPI engine: the path to each rank, by rank ({path: 'shm' or 'net', eager_bytes, gathers, splits: rows "
+      "past the eager limit go in pieces, ucx_rndv_bytes: UCX_RNDV_THRESH (0: UCX decides), reply: REVERIE_MPI_REPLY or 'auto'}; this "
       "rank's own entry: what a shared-memory peer would get), else None.");
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
   transport.def(

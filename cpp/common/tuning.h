@@ -218,6 +218,15 @@ inline constexpr size_t kGatherRows = 32;
 // network path: there MPICH (UCX) drew 28 x 12 KB in 47 us packed against 38 us a row per
 // message, and Open MPI's tcp BTL gained nothing. Larger rows move alone (one copy each).
 inline constexpr size_t kPackRowBytes = 64 * 1024;
+// Most eager-sized pieces a row past the eager limit is split into where the path splits
+// rows (MPICH over UCX: a rendezvous per row is a handshake and a read by the receiver,
+// each piece a copy in and out). Plain MPI over UCX's shared-memory transports, 2 ranks
+// both drawing, a row's pieces of 4 KiB against a message per row: 12 KB rows 42 us
+// against 58 (14 rows), 16 KB 45 against 60, 24 KB 45 against 54, 32 KB (8 pieces) 44
+// against 48, 64 KB (16) 67 against 59; over libfabric's tcp provider and Open MPI's tcp
+// BTL (64 KiB pieces) pieces lost at every size (2-core VM, 2026-12-07). 4 keeps the
+// margin; the engine, 28 x 12 KB: 1.52-1.66x the raw exchange instead of 1.78-2.07x.
+inline constexpr size_t kMostRowPieces = 4;
 // Eager limit when the MPI library does not expose one through the tool interface, and the
 // most any library's limit is trusted up to (shm_protocol()). The real limit is read at
 // start-up (8191 bytes for MPICH: larger messages go by single-copy CMA reads).

@@ -3,13 +3,15 @@ patterns, and prints its table; launches itself over both paths (--launch, --pat
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mpi_jobs import REPO, mpirun, require_engine, result_line
-from mpi_launch import launcher_is_open_mpi
+from mpi_launch import find_mpiexec, launcher_is_open_mpi
 
 
 def test_remote_fetch_benchmark_runs_and_prints_ratios():
@@ -93,11 +95,28 @@ def test_remote_fetch_benchmark_launches_itself_over_both_paths():
     # The floor program (plain MPI moving the same rows from random slots) ran under the
     # same launch, and each row carries its best way and the draw's ratio to it.
     for row in rows:
-        assert row["floor_how"] in ("rows", "packed", "gathered"), row
-        assert row["floor_us"] == min(row["floor_ways"].values()) > 0, row
+        ways = {way: us for way, us in row["floor_ways"].items() if us is not None}
+        assert set(ways) == {"rows", "packed", "gathered", "split"}, row  # 12 KB: three 4 KiB pieces
+        assert row["floor_how"] in ways and row["floor_us"] == min(ways.values()) > 0, row
         assert row["vs_floor"] == row["draw_us"] / row["floor_us"], row
         assert row["c_raw_us"] > 0, row
     assert "floor_us" in proc.stdout and "floor not measured" not in proc.stdout
+
+
+@pytest.mark.parametrize("row_bytes, splits", [(4096, False), (12288, True), (16384, True), (20480, False)])
+def test_floor_program_splits_rows_of_two_to_four_pieces(row_bytes: int, splits: bool):
+    # The floor's split way sends each row in 4 KiB pieces, as the engine does over UCX, only
+    # where the engine would (2 to 4 pieces a row); elsewhere it reports null.
+    require_engine("mpi")
+    import reverie
+
+    floor = Path(reverie.__file__).parent / "_bench" / "mpi_rows"
+    cmd = [find_mpiexec(), "-n", "2", str(floor), str(row_bytes), "64", "0.05", "all", "7"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("{")))
+    assert got["r"] == 7 and min(got[f"{w}_us"] for w in ("contig", "rows", "packed", "gathered")) > 0, got
+    assert (got["split_us"] is not None and got["split_us"] > 0) if splits else got["split_us"] is None, got
 
 
 def test_remote_fetch_launch_names_the_tuning_variables_it_ran_under():

@@ -120,6 +120,26 @@ def test_rows_over_mpich_ofi_travel_in_the_reply():
     assert [(two["whole"], two["payload_messages"]) for two in replies] == [(True, 0), (True, 0)], replies
 
 
+UCX_NET = {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ucx"}
+
+
+def test_rows_over_mpich_ucx_travel_in_eager_pieces():
+    # MPICH's UCX module names no eager limit (4 KiB taken), and UCX sends a 12 KB message by
+    # rendezvous: each 12 KB row goes as three 4 KiB pieces instead, 6 messages for two rows
+    # (68 KB rows, past kMostRowPieces pieces, still one message each: the "multi" layout),
+    # and every drawn sample is what its owner stored. Rows go whole where UCX_RNDV_THRESH
+    # sends them eagerly (its intra-node value here: the ranks share a node), or with
+    # REVERIE_MPI_REPLY=rows.
+    require_mpich()
+    replies = two_row_replies(UCX_NET, gathers=False)
+    assert [(two["whole"], two["payload_messages"]) for two in replies] == [(False, 6), (False, 6)], replies
+    for setting in ({"UCX_RNDV_THRESH": "intra:16k,inter:auto"}, {"REVERIE_MPI_REPLY": "rows"}):
+        replies = two_row_replies({**UCX_NET, **setting}, gathers=False)
+        assert [(two["whole"], two["payload_messages"]) for two in replies] == [(False, 2), (False, 2)], setting
+    replies = two_row_replies({**UCX_NET, "UCX_RNDV_THRESH": "auto,inter:16k"}, gathers=False)  # intra: auto
+    assert [two["payload_messages"] for two in replies] == [6, 6], replies
+
+
 def test_open_mpi_limits_and_paths():
     # Open MPI 5: the sm BTL's eager limit (4 KiB by default) between ranks of one node, the
     # tcp BTL's (64 KiB) when its "btl" list leaves sm out; ob1 packs scattered sends, so

@@ -56,6 +56,15 @@ void MpiTransport::post_payload(const PeerRequest& req, uint64_t id, const Colum
   for (size_t f = 0; f < layout.num_fields(); ++f) {
     const size_t rb = layout.row_bytes(f);
     const size_t per = rows_per_message(req.peer, f);
+    if (pieces_per_row(req.peer, f) > 1) {
+      const size_t piece = piece_bytes(req.peer, f);
+      for (size_t i = 0; i < req.count; ++i)
+        for (size_t at = 0; at < rb; at += piece)
+          check(MPI_Irecv(dest.at(layout, f, req.first_row + i) + at, static_cast<int>(std::min(piece, rb - at)),
+                          MPI_BYTE, req.peer, tag, comm_, out++),
+                "MPI_Irecv(payload)");
+      continue;
+    }
     for (size_t first = 0; first < req.count; first += per) {
       const size_t rows = std::min<size_t>(per, req.count - first);
       check(MPI_Irecv(dest.at(layout, f, req.first_row + first), static_cast<int>(rb * rows), MPI_BYTE, req.peer, tag,

@@ -203,10 +203,14 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
     }
     if (rows_per_message(dest, f) == 1) {
       // Straight from the slots, which stay read-locked until the sends complete.
+      const size_t piece = piece_bytes(dest, f);
       for (uint32_t i = 0; i < rows; ++i) {
-        reply.sends.push_back(MPI_REQUEST_NULL);
-        MPI_Isend(slots_from->at(layout, f, req.slots[i]), static_cast<int>(rb), MPI_BYTE, dest, tag, comm_,
-                  &reply.sends.back());
+        const std::byte* row = slots_from->at(layout, f, req.slots[i]);
+        for (size_t at = 0; at < rb; at += piece) {
+          reply.sends.push_back(MPI_REQUEST_NULL);
+          MPI_Isend(row + at, static_cast<int>(std::min(piece, rb - at)), MPI_BYTE, dest, tag, comm_,
+                    &reply.sends.back());
+        }
       }
       continue;
     }

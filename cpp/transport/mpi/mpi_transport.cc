@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -114,20 +115,28 @@ void MpiTransport::agree_on_protocol() {
     check(MPI_Allreduce(MPI_IN_PLACE, &node_id, 1, MPI_INT, MPI_MIN, node), "MPI_Allreduce(node)");
     MPI_Comm_free(&node);
   }
-  constexpr int kFields = 6;
+  char host[MPI_MAX_PROCESSOR_NAME] = {};
+  int host_len = 0;
+  MPI_Get_processor_name(host, &host_len);
+  const auto host_id = static_cast<int64_t>(std::hash<std::string>{}(std::string(host, host_len)));
+  constexpr int kFields = 10;
   const int64_t view[kFields] = {node_id,
                                  static_cast<int64_t>(mine.eager_bytes),
                                  mine.gathers_in_place ? 1 : 0,
                                  static_cast<int64_t>(mine.net_eager_bytes),
                                  mine.shared_memory ? 1 : 0,
-                                 static_cast<int64_t>(mine.reply_way)};
+                                 static_cast<int64_t>(mine.reply_way),
+                                 mine.net_splits_rows ? 1 : 0,
+                                 static_cast<int64_t>(mine.ucx_intra_rndv_bytes),
+                                 static_cast<int64_t>(mine.ucx_inter_rndv_bytes),
+                                 host_id};
   std::vector<int64_t> all(static_cast<size_t>(kFields) * size_);
   check(MPI_Allgather(view, kFields, MPI_INT64_T, all.data(), kFields, MPI_INT64_T, comm_),
         "MPI_Allgather(protocol)");
   auto protocol_of = [&](int r) {
     const int64_t* v = &all[static_cast<size_t>(kFields) * r];
-    return ShmProtocol{static_cast<size_t>(v[1]), v[2] != 0, static_cast<size_t>(v[3]), v[4] != 0,
-                       static_cast<ReplyWay>(v[5])};
+    return ShmProtocol{static_cast<size_t>(v[1]), v[2] != 0, static_cast<size_t>(v[3]), v[4] != 0, v[6] != 0,
+                       static_cast<size_t>(v[7]), static_cast<size_t>(v[8]), static_cast<ReplyWay>(v[5])};
   };
   // Every rank sees every rank's setting, so all refuse together (none is left waiting).
   for (int r = 0; r < size_; ++r) {
@@ -145,7 +154,8 @@ void MpiTransport::agree_on_protocol() {
   paths_.resize(size_);
   least_eager_bytes_ = SIZE_MAX;
   for (int peer = 0; peer < size_; ++peer) {
-    paths_[peer] = peer_path(mine, protocol_of(peer), all[static_cast<size_t>(kFields) * peer] == node_id);
+    const int64_t* view_of_peer = &all[static_cast<size_t>(kFields) * peer];
+    paths_[peer] = peer_path(mine, protocol_of(peer), view_of_peer[0] == node_id, view_of_peer[9] == host_id);
     if (peer != rank_) least_eager_bytes_ = std::min(least_eager_bytes_, paths_[peer].eager_bytes);
   }
   if (size_ == 1) least_eager_bytes_ = paths_[rank_].eager_bytes;

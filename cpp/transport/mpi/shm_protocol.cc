@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/tuning.h"
+#include "transport/mpi/ucx_threshold.h"
 
 namespace reverie {
 namespace {
@@ -167,7 +168,12 @@ ShmProtocol shm_protocol() {
   // provider's largest. Rows up to the limit then travel packed and callers answer them:
   // 2 ranks drawing 12 KB rows over OFI's tcp provider took 2.5x (7 rows) and 4.3x (28) the
   // raw exchange sent a row per message, 1.5x and 1.4x packed (2-core VM).
-  if (mpich_netmod() == "ofi") {
+  const std::string netmod = mpich_netmod();
+  out.net_splits_rows = netmod == "ucx";
+  const char* rndv = std::getenv("UCX_RNDV_THRESH");
+  out.ucx_intra_rndv_bytes = ucx_rndv_thresh(rndv, true).value_or(0);
+  out.ucx_inter_rndv_bytes = ucx_rndv_thresh(rndv, false).value_or(0);
+  if (netmod == "ofi") {
     const auto threshold = read_cvar("MPIR_CVAR_CH4_OFI_EAGER_THRESHOLD");  // "below": the largest is one less
     out.net_eager_bytes = threshold && *threshold >= 0
                               ? std::min(static_cast<size_t>(std::max<int64_t>(*threshold, 1) - 1), kMostBytes)
@@ -179,7 +185,7 @@ ShmProtocol shm_protocol() {
   return out;
 }
 
-PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node) {
+PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node, bool same_host) {
   PeerPath out;
   out.shared_memory = same_node && a.shared_memory && b.shared_memory;
   out.way = a.reply_way;  // the same on both: MpiTransport refuses ranks that differ
@@ -188,6 +194,9 @@ PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node) {
     out.gathers_in_place = a.gathers_in_place && b.gathers_in_place;
   } else {
     out.eager_bytes = std::min(a.net_eager_bytes, b.net_eager_bytes);
+    out.splits_rows = a.net_splits_rows && b.net_splits_rows;
+    out.ucx_rndv_bytes = same_host ? std::min(a.ucx_intra_rndv_bytes, b.ucx_intra_rndv_bytes)
+                                   : std::min(a.ucx_inter_rndv_bytes, b.ucx_inter_rndv_bytes);
   }
   return out;
 }

@@ -18,6 +18,11 @@
 //   no handshake; -1, the default: none up to the provider's largest message, taken as
 //   kMostEagerBytes); else 4 KiB (MPICH's UCX module keeps its limits inside UCX).
 //   Scattered sends are never assumed to move in place there.
+//   - net_splits_rows: MPICH's UCX module. UCX sends past a few KB by rendezvous (a
+//     handshake, then the receiver reads), so rows a few times the 4 KiB limit go as
+//     eager-sized pieces instead of a handshake each (tuning::mpi::kMostRowPieces), unless
+//     UCX_RNDV_THRESH (ucx_intra_rndv_bytes within a node, ucx_inter_rndv_bytes between
+//     nodes; 0 where UCX decides) sends them eagerly whole.
 // An implementation without a control variable (or without the tool interface) gets the
 // fallbacks: nothing here is MPICH-only.
 // The way a reply's rows travel can also be forced (REVERIE_MPI_REPLY, the same on every
@@ -42,6 +47,9 @@ struct ShmProtocol {
   bool gathers_in_place = false;
   size_t net_eager_bytes = 0;
   bool shared_memory = true;  // the library moves messages between ranks of one node through shared memory
+  bool net_splits_rows = false;  // MPICH's UCX module: rows past the network eager limit go in pieces
+  size_t ucx_intra_rndv_bytes = 0;  // UCX_RNDV_THRESH: UCX's rendezvous threshold within a node
+  size_t ucx_inter_rndv_bytes = 0;  // and between nodes (0: UCX decides; SIZE_MAX: never)
   ReplyWay reply_way = ReplyWay::kAuto;  // from REVERIE_MPI_REPLY
 };
 
@@ -53,10 +61,13 @@ struct PeerPath {
   bool shared_memory = false;  // same node and both libraries use shared memory
   size_t eager_bytes = 0;      // the smaller of the two ranks' limits for this path
   bool gathers_in_place = false;
+  bool splits_rows = false;  // network path, both ranks' library UCX-based (net_splits_rows)
+  size_t ucx_rndv_bytes = 0;  // rows under this go eagerly whole (UCX_RNDV_THRESH; 0: UCX decides)
   ReplyWay way = ReplyWay::kAuto;  // REVERIE_MPI_REPLY (every rank must ask the same)
 };
 
-// Both ranks' views and whether they share a node (same MPI_COMM_TYPE_SHARED communicator).
-PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node);
+// Both ranks' views, whether they share a node (same MPI_COMM_TYPE_SHARED communicator)
+// and a host (processor name: UCX's intra-node scope, also where MPI keeps shared memory out).
+PeerPath peer_path(const ShmProtocol& a, const ShmProtocol& b, bool same_node, bool same_host);
 
 }  // namespace reverie
