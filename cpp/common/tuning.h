@@ -225,7 +225,8 @@ inline constexpr size_t kPackRowBytes = 64 * 1024;
 // against 58 (14 rows), 16 KB 45 against 60, 24 KB 45 against 54, 32 KB (8 pieces) 44
 // against 48, 64 KB (16) 67 against 59; over libfabric's tcp provider and Open MPI's tcp
 // BTL (64 KiB pieces) pieces lost at every size (2-core VM, 2026-12-07). 4 keeps the
-// margin; the engine, 28 x 12 KB: 1.52-1.66x the raw exchange instead of 1.78-2.07x.
+// margin; the engine, 2 ranks, 28 x 12 KB: 1.57x the raw exchange instead of 1.80x
+// (medians of 6; docs/benchmarks.md, "Eager pieces over UCX").
 inline constexpr size_t kMostRowPieces = 4;
 // Eager limit when the MPI library does not expose one through the tool interface, and the
 // most any library's limit is trusted up to (shm_protocol()). The real limit is read at
