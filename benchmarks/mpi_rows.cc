@@ -98,6 +98,9 @@ class Exchange {
     return r;
   }
 
+  // Whether the split way applies: rows of 2 to kMostPieces pieces, as the engine splits.
+  bool splits() const { return pieces() >= 2 && pieces() <= kMostPieces; }
+
   // One draw (all) or one pull by rank 0 (one); returns its seconds on a requester, else -1.
   double step(Mode mode, int call) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -196,10 +199,6 @@ class Exchange {
     return mode == Mode::kSplit ? (s_.row_bytes + pieces() - 1) / pieces() : s_.row_bytes;
   }
 
- public:
-  bool splits() const { return pieces() >= 2 && pieces() <= kMostPieces; }
-
- private:
   size_t slot() { return std::uniform_int_distribution<size_t>(0, s_.capacity - 1)(rng_); }
 
   Setup s_;
@@ -262,11 +261,12 @@ int main(int argc, char** argv) {
   for (int a = 5; a < argc; ++a) {
     const int r = std::stoi(argv[a]);
     Exchange ex(s, r);
-    double us[5];
+    double us[4];
     for (Mode m : {Mode::kContig, Mode::kRows, Mode::kPacked, Mode::kGathered})
       us[static_cast<int>(m)] = mean_over_requesters(measure(ex, m, s)) * 1e6;
     char split[32] = "null";
-    if (ex.splits()) std::snprintf(split, sizeof split, "%.2f", mean_over_requesters(measure(ex, Mode::kSplit, s)) * 1e6);
+    if (ex.splits())
+      std::snprintf(split, sizeof split, "%.2f", mean_over_requesters(measure(ex, Mode::kSplit, s)) * 1e6);
     if (Exchange::rank() == 0)
       std::printf(
           "{\"r\": %d, \"contig_us\": %.2f, \"rows_us\": %.2f, \"packed_us\": %.2f, \"gathered_us\": %.2f, "

@@ -140,8 +140,8 @@ void bind_transports(py::module_& m) {
         return out;
       },
       "MPI engine: the path to each rank, by rank ({path: 'shm' or 'net', eager_bytes, gathers, splits: rows "
-      "past the eager limit go in pieces, ucx_rndv_bytes: UCX_RNDV_THRESH (0: UCX decides), reply: REVERIE_MPI_REPLY or 'auto'}; this "
-      "rank's own entry: what a shared-memory peer would get), else None.");
+      "past the eager limit go in pieces, ucx_rndv_bytes: UCX_RNDV_THRESH (0: UCX decides), reply: "
+      "REVERIE_MPI_REPLY or 'auto'}; this rank's own entry: what a shared-memory peer would get), else None.");
   // Test hook, MPI engine only: raw bytes to a peer's server on the engine's communicator.
   transport.def(
       "send_raw_request",
