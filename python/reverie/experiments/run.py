@@ -28,7 +28,7 @@ from .config import ExperimentConfig, add_experiment_options, check_rank_split, 
 from .datasets import DatasetSplits, load_dataset
 from .evaluation import evaluate_tasks
 from .plots import write_plots
-from .process_group import ProcessGroup, init_process_group
+from .process_group import ProcessGroup, end_rank, init_process_group
 from .progress import progress_factory
 from .reports import StrategyResult, comparison_lines, results_document, summary_table, write_csv, write_json
 from .scenarios import Task, make_scenario
@@ -249,4 +249,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_rank(main())
