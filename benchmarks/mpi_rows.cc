@@ -35,12 +35,15 @@
 
 #include <sys/mman.h>
 
+#include "common/tuning.h"
+
 namespace {
 
 constexpr int kAskTag = 1, kRowTag = 2;
 enum class Mode { kContig, kRows, kPacked, kGathered, kSplit };
-// As the engine's tuning::mpi::kFallbackEagerBytes and kMostRowPieces.
-constexpr size_t kPieceBytes = 4 * 1024, kMostPieces = 4;
+// The engine's: its eager limit where the library names none, and most pieces a row.
+constexpr size_t kPieceBytes = reverie::tuning::mpi::kFallbackEagerBytes;
+constexpr size_t kMostPieces = reverie::tuning::mpi::kMostRowPieces;
 
 struct Setup {
   size_t row_bytes = 0;
