@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 . scripts/mochi.sh
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Each phase prints the seconds since the start: where CI time goes (aim: under 15 min).
+phase() { echo "== $* (at ${SECONDS}s)"; }
 if [ "${CI:-}" = true ]; then  # CI runs every engine test on both engines: none may skip for a missing build
   python -c "import reverie._core as c, sys; sys.exit(0 if c.HAVE_MPI and c.HAVE_THALLIUM else 'CI: Reverie was built without MPI or Thallium')"
   # The Avalanche plugin's tests skip where Avalanche is absent; in CI they must run.
@@ -21,7 +23,7 @@ fi
 # the multi-rank tests instead.
 for variant in plain:"":AUTO asan:"address,undefined":OFF tsan:"thread":OFF; do
   IFS=: read -r name sanitize mpi <<<"$variant"
-  echo "== C++ tests ($name)"
+  phase "C++ tests ($name)"
   cmake -S . -B "build/cpp-$name" -G Ninja -DREVERIE_BUILD_TESTS=ON -DREVERIE_BUILD_PYTHON=OFF \
     -DCMAKE_BUILD_TYPE=Debug -DREVERIE_SANITIZE="$sanitize" -DREVERIE_MPI="$mpi" -DREVERIE_THALLIUM=OFF >/dev/null
   cmake --build "build/cpp-$name" -j2 >/dev/null
@@ -29,7 +31,7 @@ for variant in plain:"":AUTO asan:"address,undefined":OFF tsan:"thread":OFF; do
     ctest --test-dir "build/cpp-$name" --output-on-failure --timeout 300 -j2 | tail -n 3
 done
 
-echo "== fuzz: request decoder (libFuzzer + ASan/UBSan, bounded)"
+phase "fuzz: request decoder (libFuzzer + ASan/UBSan, bounded)"
 clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp \
   tests/fuzz/wire_request_fuzz.cc cpp/transport/wire_format.cc -o build/wire_request_fuzz
 corpus=$(mktemp -d)
@@ -37,7 +39,7 @@ cp tests/fuzz/corpus/* "$corpus"/
 build/wire_request_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
 rm -rf "$corpus"
 
-echo "== fuzz: checkpoint restore (libFuzzer + ASan/UBSan, bounded)"
+phase "fuzz: checkpoint restore (libFuzzer + ASan/UBSan, bounded)"
 clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp tests/fuzz/checkpoint_restore_fuzz.cc \
   cpp/buffer/local_buffer.cc cpp/policy/reservoir_policy.cc cpp/store/slot_arena.cc cpp/sampling/uniform_subset.cc \
   -o build/checkpoint_restore_fuzz
@@ -45,20 +47,21 @@ corpus=$(mktemp -d)
 build/checkpoint_restore_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -seed=1 -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
 rm -rf "$corpus"
 
-echo "== ruff"
+phase "ruff"
 ruff check python tests benchmarks examples backend
 ruff format --check python tests benchmarks examples backend
 
-echo "== pytest"
+phase "pytest"
 python -m pytest -q -p no:cacheprovider --durations=15 tests
 
-echo "== pytest, second MPI (Open MPI 5, .venv-ompi): multi-rank conformance subset, MPI engine"
+phase "pytest, second MPI (Open MPI 5, .venv-ompi): multi-rank conformance subset, MPI engine"
 if [ -x .venv-ompi/bin/python ]; then
   .venv-ompi/bin/python -c "import reverie._core as c, sys; sys.exit(0 if c.HAVE_MPI else 'Reverie in .venv-ompi was built without MPI')"
-  .venv-ompi/bin/python -m pytest -q -p no:cacheprovider -k "not thallium" tests/mpi tests/reliability tests/loader
+  .venv-ompi/bin/python -m pytest -q -p no:cacheprovider --durations=10 -k "not thallium" tests/mpi tests/reliability tests/loader
 elif [ "${CI:-}" = true ]; then
   echo "error: CI needs the second MPI: .venv-ompi is missing (scripts/setup.sh)" >&2
   exit 1
 else
   echo "note: no .venv-ompi (REVERIE_OMPI=0 at setup): second MPI not tested" >&2
 fi
+phase "done"
