@@ -31,21 +31,37 @@ for variant in plain:"":AUTO asan:"address,undefined":OFF tsan:"thread":OFF; do
     ctest --test-dir "build/cpp-$name" --output-on-failure --timeout 300 -j2 | tail -n 3
 done
 
-phase "fuzz: request decoder (libFuzzer + ASan/UBSan, bounded)"
+phase "fuzz: request decoder and checkpoint restore (libFuzzer + ASan/UBSan, bounded, side by side)"
 clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp \
   tests/fuzz/wire_request_fuzz.cc cpp/transport/wire_format.cc -o build/wire_request_fuzz
-corpus=$(mktemp -d)
-cp tests/fuzz/corpus/* "$corpus"/
-build/wire_request_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
-rm -rf "$corpus"
-
-phase "fuzz: checkpoint restore (libFuzzer + ASan/UBSan, bounded)"
 clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icpp tests/fuzz/checkpoint_restore_fuzz.cc \
   cpp/buffer/local_buffer.cc cpp/policy/reservoir_policy.cc cpp/store/slot_arena.cc cpp/sampling/uniform_subset.cc \
   -o build/checkpoint_restore_fuzz
-corpus=$(mktemp -d)
-build/checkpoint_restore_fuzz -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -seed=1 -print_final_stats=1 "$corpus" 2>&1 | tail -n 2
-rm -rf "$corpus"
+# Each fuzzer is one thread: both run at once, one per core, for the same bounded time.
+fuzz() {  # fuzzer name, then its arguments; its output goes to build/<name>.log
+  local name=$1
+  shift
+  "build/$name" -max_total_time="${REVERIE_FUZZ_SECONDS:-30}" -print_final_stats=1 "$@" >"build/$name.log" 2>&1
+}
+request_corpus=$(mktemp -d)
+restore_corpus=$(mktemp -d)
+cp tests/fuzz/corpus/* "$request_corpus"/
+fuzz wire_request_fuzz "$request_corpus" &
+request_fuzz=$!
+fuzz checkpoint_restore_fuzz -seed=1 "$restore_corpus" &
+restore_fuzz=$!
+fuzz_failed=0
+for job in "wire_request_fuzz:$request_fuzz" "checkpoint_restore_fuzz:$restore_fuzz"; do
+  name=${job%%:*}
+  if wait "${job#*:}"; then
+    echo "$name:" $(grep -E 'number_of_executed_units|peak_rss_mb' "build/$name.log")
+  else
+    fuzz_failed=1
+    echo "$name FAILED:" && tail -n 60 "build/$name.log"
+  fi
+done
+rm -rf "$request_corpus" "$restore_corpus"
+[ "$fuzz_failed" = 0 ]
 
 phase "ruff"
 ruff check python tests benchmarks examples backend
