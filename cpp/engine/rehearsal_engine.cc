@@ -293,7 +293,10 @@ std::vector<int> RehearsalEngine::excluded_peers() const {
 EngineStats RehearsalEngine::stats() const {
   std::lock_guard lock(mu_);
   EngineStats s = stats_;
-  if (transport_) s.bad_token_requests = transport_->foreign_requests().count();
+  if (transport_) {
+    s.bad_token_requests = transport_->foreign_requests().count();
+    s.reply_staging_bytes = transport_->reply_staging_bytes();
+  }
   return s;
 }
 

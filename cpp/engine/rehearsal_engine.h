@@ -83,6 +83,7 @@ struct EngineStats {
   uint64_t peers_timed_out = 0;     // peers excluded because they did not answer in time
   uint64_t bad_token_replies = 0;   // our requests a peer rejected for another job's token
   uint64_t bad_token_requests = 0;  // peers' requests this rank rejected for that reason
+  uint64_t reply_staging_bytes = 0;  // memory this rank's server holds to stage replies (Transport)
 };
 
 class RehearsalEngine {

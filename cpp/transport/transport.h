@@ -115,6 +115,10 @@ class Transport {
   // Requests this rank's server answered (errors included).
   virtual uint64_t requests_served() const { return 0; }
 
+  // Bytes this rank's server holds to stage replies (copies of rows sent packed), kept for
+  // reuse; 0 for engines that send every row from its slot.
+  virtual size_t reply_staging_bytes() const { return 0; }
+
   // Peers' requests this rank's server rejected for another job's token.
   const ForeignRequests& foreign_requests() const { return foreign_; }
 

@@ -395,7 +395,9 @@ class DistributedRehearsalBuffer:
         ``fetch_s`` is the time spent in draws; of it, ``local_s`` copying this rank's own
         rows, ``answer_wait_s`` then waiting for the owners' answers and ``rows_wait_s`` for
         the rows that follow (MPI engine; 0 for Thallium, whose replies come in one step).
-        docs/benchmarks.md ("Where a draw's time goes") reads them."""
+        docs/benchmarks.md ("Where a draw's time goes") reads them. ``reply_staging_bytes``
+        is the memory this rank's server holds to stage packed replies (MPI engine; bounded
+        by the replies open at once, not by the number of ranks: docs/scaling.md)."""
         return dict(self._engine_or_raise().stats())
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -6,6 +6,9 @@ Scenarios (both run in one job; rank 0 prints ``RESULT {json}``):
 - ``filling``: ranks add at unequal rates into unequal capacities, in lockstep (add, flush,
   barrier, draw, as a DDP step); each draw's expected share per owner comes from the true
   sizes of that step (allgather), to compare with what was drawn.
+- ``in_turn``: full buffers; the ranks take turns (a barrier between turns), each drawing
+  r = 32 a few times, so every owner is asked by all 7 others, one at a time; reports each
+  rank's reply staging memory after the first turn and at the end.
 """
 
 from __future__ import annotations
@@ -108,6 +111,29 @@ def scenario_filling(engine: str, steps: int, r: int) -> dict:
     }
 
 
+def scenario_in_turn(engine: str, rounds: int, r: int) -> dict:
+    with new_buffer(engine, SETTLED_CAPACITY, r) as dbuf:
+        dbuf.add(*rows(0, SETTLED_CAPACITY))
+        dbuf.flush()
+        COMM.Barrier()
+        first_turn = 0
+        for turn in range(rounds * SIZE):
+            if turn % SIZE == RANK:
+                for _ in range(3):
+                    dbuf.get_remote_samples(r).wait(timeout=TIMEOUT)
+            COMM.Barrier()
+            if turn == 0:
+                first_turn = dbuf.engine_stats()["reply_staging_bytes"]
+        stats = dbuf.engine_stats()
+        COMM.Barrier()
+    return {
+        "first_turn_staging": first_turn,
+        "staging": stats["reply_staging_bytes"],
+        "draws": stats["draws"],
+        "failed_requests": stats["failed_requests"],
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--engine", default="mpi")
@@ -117,6 +143,7 @@ def main() -> int:
     runners = {
         "settled": lambda: scenario_settled(args.engine, args.draws, 2),
         "filling": lambda: scenario_filling(args.engine, args.steps, 8),
+        "in_turn": lambda: scenario_in_turn(args.engine, 2, 32),
     }
     return run_scenarios(COMM, args.engine, runners, runners)
 

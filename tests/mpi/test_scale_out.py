@@ -1,6 +1,7 @@
 """The owner-only draw protocol on 8 real ranks (mpiexec -n 8, both engines): messages per
-draw once sizes settle, and draws uniform over the union of the buffers while they fill and
-when they no longer change (chi-square)."""
+draw once sizes settle, draws uniform over the union of the buffers while they fill and
+when they no longer change (chi-square), and an owner's reply memory bounded by the replies
+open at once, not by the number of ranks that ask it."""
 
 from __future__ import annotations
 
@@ -81,3 +82,22 @@ def test_draws_while_buffers_fill_follow_the_true_sizes(scale_job):
     assert p > P_MIN, (
         f"pooled: drawn per owner {drawn} vs expected {[round(e) for e in expected]} (p={p:.2g})"
     )
+
+
+def test_reply_staging_grows_with_replies_open_at_once_not_with_ranks(scale_job, request):
+    # Ranks draw in turn: each owner answers all 7 others, never two at once. The MPI
+    # engine stages whole replies of these small rows (one eager message); it used to keep
+    # a staging buffer per requester (7 here; 4 GB per rank at 1024 ranks of 64 KB rows).
+    results = scale_job["in_turn"]
+    for rank, res in enumerate(results):
+        assert res["draws"] == 6 and res["failed_requests"] == 0, (rank, res)
+    one = max(res["first_turn_staging"] for res in results)
+    if request.node.callspec.params["scale_job"] == "thallium":  # rows go from their slots
+        assert one == 0 and all(res["staging"] == 0 for res in results), results
+        return
+    assert one > 0, "the first turn's draws should have staged a reply on the owners they asked"
+    for rank, res in enumerate(results):
+        assert res["staging"] <= 2 * one, (
+            f"rank {rank} holds {res['staging']} B of reply staging after answering 7 ranks in turn; "
+            f"one reply's is {one} B"
+        )

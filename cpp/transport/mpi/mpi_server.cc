@@ -186,7 +186,7 @@ void MpiTransport::post_reply(int dest, const wire::DecodedRequest& req, wire::S
                 sizeof(float));
   }
   const int tag = payload_tag(req.request_id);
-  reply.packed.resize(packed_bytes_);  // once per requester
+  if (rows > 0 && packed_bytes_ > 0) reply.packed = take_staging();
   std::byte* packed = reply.packed.data();
   reply.sends.assign(1, MPI_REQUEST_NULL);
   if (fuses(dest, rows)) {
@@ -271,13 +271,31 @@ bool MpiTransport::step_reply(int source) {
   std::fprintf(stderr, "reverie: rank %d: reply to rank %d %s; dropping it\n", rank_, source,
                done < 0 ? "failed" : "timed out");
   withdraw(reply.sends.data(), reply.sends.size());
+  retire_staging(reply);
   return true;
+}
+
+std::vector<std::byte> MpiTransport::take_staging() {
+  if (spare_staging_.empty()) {
+    staging_bytes_.fetch_add(packed_bytes_, std::memory_order_relaxed);
+    return std::vector<std::byte>(packed_bytes_);
+  }
+  std::vector<std::byte> staging = std::move(spare_staging_.back());
+  spare_staging_.pop_back();
+  return staging;
+}
+
+void MpiTransport::retire_staging(OpenReply& reply) {
+  if (!reply.packed.empty()) retired_staging_.push_back(std::move(reply.packed));
+  reply.packed.clear();
 }
 
 void MpiTransport::release_reply(int source) {
   OpenReply& reply = replies_[source];
   last_heard_[source] = Clock::now();  // the requester has read it (or it failed)
   reply.rows = LocalBuffer::ReadAccess{};  // unlocks the rows
+  if (!reply.packed.empty()) spare_staging_.push_back(std::move(reply.packed));  // its sends are over
+  reply.packed.clear();
   reply.open = false;
   open_replies_.erase(std::find(open_replies_.begin(), open_replies_.end(), source));
 }
@@ -315,6 +333,7 @@ void MpiTransport::settle_replies() {
   while (progress_replies(), !open_replies_.empty() && Clock::now() < grace) backoff.pause();
   for (const int source : std::vector<int>(open_replies_)) {
     withdraw(replies_[source].sends.data(), replies_[source].sends.size());
+    retire_staging(replies_[source]);
     release_reply(source);
   }
 }

@@ -88,6 +88,7 @@ class MpiTransport final : public Transport {
 
   FetchWaits take_fetch_waits() override { return std::exchange(waits_, FetchWaits{}); }
   uint64_t requests_served() const override { return served_.load(); }
+  size_t reply_staging_bytes() const override { return staging_bytes_.load(std::memory_order_relaxed); }
   // Whether each field's rows go to a peer as hindexed_block messages over the slots (read
   // in place where the library can): for every peer (a job of one rank: whether a
   // shared-memory peer would).
@@ -134,7 +135,7 @@ class MpiTransport final : public Transport {
   struct OpenReply {
     LocalBuffer::ReadAccess rows;    // released when the reply is over
     std::vector<std::byte> header;   // reply + labels + weights, sent from here
-    std::vector<std::byte> packed;   // rows of the packed fields, or the whole reply (fuses())
+    std::vector<std::byte> packed;   // rows of the packed fields, or the whole reply (fuses()); from spare_staging_
     std::vector<MPI_Request> sends;  // the header, then the payload messages
     Clock::time_point deadline{};
     size_t payload_open = 0;  // payload messages not yet complete, as last seen
@@ -164,6 +165,10 @@ class MpiTransport final : public Transport {
   // completed; finish_reply waits for one; settle_replies ends all when the server stops.
   bool step_reply(int source);
   void release_reply(int source);
+  // A staging buffer of packed_bytes_ for an open reply: a spare one, else a new one.
+  std::vector<std::byte> take_staging();
+  // Keeps a withdrawn reply's staging out of reuse (its sends may still read it).
+  void retire_staging(OpenReply& reply);
   bool progress_replies();
   void finish_reply(int source);
   void settle_replies();
@@ -325,6 +330,13 @@ class MpiTransport final : public Transport {
   std::vector<OpenReply> replies_;  // by requester: a requester's next request waits for its last reply
   std::vector<int> open_replies_;   // requesters whose reply is open
   size_t packed_bytes_ = 0;         // the packed fields' rows of one reply, or a whole one
+  // Staging of replies that are over, for the next ones: as many as replies were ever open
+  // at once (about r in training, however many ranks ask), not one per requester, which at
+  // 1024 ranks and 64 KB rows would be 4 GB per rank.
+  std::vector<std::vector<std::byte>> spare_staging_;
+  // Staging of withdrawn replies: the library may still read it, so it is never reused.
+  std::vector<std::vector<std::byte>> retired_staging_;
+  std::atomic<size_t> staging_bytes_{0};  // all staging buffers, spare or in use
   std::vector<MPI_Aint> displs_;    // the requested rows' offsets in a column (send_gathered)
   // Per source: when it last asked, or its last reply was over, whichever came later.
   std::vector<Clock::time_point> last_heard_;
