@@ -336,7 +336,7 @@ class MpiTransport final : public Transport {
   std::vector<std::vector<std::byte>> spare_staging_;
   // Staging of withdrawn replies: the library may still read it, so it is never reused.
   std::vector<std::vector<std::byte>> retired_staging_;
-  std::atomic<size_t> staging_bytes_{0};  // all staging buffers, spare or in use
+  std::atomic<size_t> staging_bytes_{0};  // all staging buffers: spare, in use or retired
   std::vector<MPI_Aint> displs_;    // the requested rows' offsets in a column (send_gathered)
   // Per source: when it last asked, or its last reply was over, whichever came later.
   std::vector<Clock::time_point> last_heard_;
