@@ -31,10 +31,14 @@ setup_ompi() {
 }
 . scripts/mochi.sh  # first: both venvs build the Thallium engine against it
 ompi_job=
+stop_ompi() { [ -z "$ompi_job" ] || kill -- -"$ompi_job" 2>/dev/null || true; }
+trap stop_ompi EXIT  # a failing setup leaves no pip running behind it
 if [ "${REVERIE_OMPI:-1}" != 0 ]; then
   mkdir -p build
+  set -m  # the job in a process group of its own, so stop_ompi reaches pip and its compilers
   (setup_ompi) >build/setup-ompi.log 2>&1 &
   ompi_job=$!
+  set +m
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -50,9 +54,11 @@ python -c "import reverie._core as c; print('reverie built: mpi engine', c.HAVE_
 
 if [ -n "$ompi_job" ]; then
   if ! wait "$ompi_job"; then
+    ompi_job=
     tail -n 60 build/setup-ompi.log >&2
     echo "error: setting up .venv-ompi (Open MPI) failed; its log: build/setup-ompi.log" >&2
     exit 1
   fi
+  ompi_job=
   tail -n 1 build/setup-ompi.log
 fi
