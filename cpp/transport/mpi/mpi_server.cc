@@ -271,7 +271,7 @@ bool MpiTransport::step_reply(int source) {
   std::fprintf(stderr, "reverie: rank %d: reply to rank %d %s; dropping it\n", rank_, source,
                done < 0 ? "failed" : "timed out");
   withdraw(reply.sends.data(), reply.sends.size());
-  retire_staging(reply);
+  move_staging(reply, retired_staging_);
   return true;
 }
 
@@ -285,17 +285,15 @@ std::vector<std::byte> MpiTransport::take_staging() {
   return staging;
 }
 
-void MpiTransport::retire_staging(OpenReply& reply) {
-  if (!reply.packed.empty()) retired_staging_.push_back(std::move(reply.packed));
-  reply.packed.clear();
+void MpiTransport::move_staging(OpenReply& reply, std::vector<std::vector<std::byte>>& to) {
+  if (!reply.packed.empty()) to.push_back(std::move(reply.packed));  // leaves reply.packed empty
 }
 
 void MpiTransport::release_reply(int source) {
   OpenReply& reply = replies_[source];
   last_heard_[source] = Clock::now();  // the requester has read it (or it failed)
   reply.rows = LocalBuffer::ReadAccess{};  // unlocks the rows
-  if (!reply.packed.empty()) spare_staging_.push_back(std::move(reply.packed));  // its sends are over
-  reply.packed.clear();
+  move_staging(reply, spare_staging_);  // its sends are over
   reply.open = false;
   open_replies_.erase(std::find(open_replies_.begin(), open_replies_.end(), source));
 }
@@ -333,7 +331,7 @@ void MpiTransport::settle_replies() {
   while (progress_replies(), !open_replies_.empty() && Clock::now() < grace) backoff.pause();
   for (const int source : std::vector<int>(open_replies_)) {
     withdraw(replies_[source].sends.data(), replies_[source].sends.size());
-    retire_staging(replies_[source]);
+    move_staging(replies_[source], retired_staging_);
     release_reply(source);
   }
 }

@@ -167,8 +167,9 @@ class MpiTransport final : public Transport {
   void release_reply(int source);
   // A staging buffer of packed_bytes_ for an open reply: a spare one, else a new one.
   std::vector<std::byte> take_staging();
-  // Keeps a withdrawn reply's staging out of reuse (its sends may still read it).
-  void retire_staging(OpenReply& reply);
+  // Hands a reply's staging (if any) to `to`: spare_staging_ once its sends are over,
+  // retired_staging_ when they were withdrawn (the library may still read it).
+  static void move_staging(OpenReply& reply, std::vector<std::vector<std::byte>>& to);
   bool progress_replies();
   void finish_reply(int source);
   void settle_replies();
