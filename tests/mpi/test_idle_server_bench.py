@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from mpi_jobs import ENGINES, mpirun, require_engine, result_line
 
+pytestmark = pytest.mark.first_mpi_only
+
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_idle_server_benchmark_runs_and_prints_both_measures(engine: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from mpi_jobs import mpirun, require_engine
+
+pytestmark = pytest.mark.first_mpi_only
 
 
 def test_overhead_benchmark_runs_and_prints_the_ratio():

@@ -119,6 +119,7 @@ def test_floor_program_splits_rows_of_two_to_four_pieces(row_bytes: int, splits:
     assert (got["split_us"] is not None and got["split_us"] > 0) if splits else got["split_us"] is None, got
 
 
+@pytest.mark.first_mpi_only
 def test_remote_fetch_launch_names_the_tuning_variables_it_ran_under():
     # A user's tuning variable (here the engine's reply way) reaches the job and is named
     # under the table and in each row; a path variable the launcher strips for the path
@@ -131,6 +132,7 @@ def test_remote_fetch_launch_names_the_tuning_variables_it_ran_under():
     assert "# shm: tuning variables from the environment: REVERIE_MPI_REPLY=rows" in proc.stdout
 
 
+@pytest.mark.first_mpi_only
 def test_remote_fetch_launch_repeats_jobs_and_reports_the_median_job():
     # --repeat 3: three jobs of the case; the row is the job of median lat_ratio (its other
     # columns from that same job) and the table names the range over the three.
@@ -146,6 +148,7 @@ def test_remote_fetch_launch_repeats_jobs_and_reports_the_median_job():
     assert low == round(min(row["lat_ratios"]), 2) and high == round(max(row["lat_ratios"]), 2), proc.stdout
 
 
+@pytest.mark.first_mpi_only
 def test_remote_fetch_launch_refuses_a_repeat_below_one():
     proc = subprocess.run(
         [sys.executable, "benchmarks/remote_fetch.py", "--launch", "2", "--repeat", "0"],
@@ -168,6 +171,7 @@ def test_remote_fetch_launches_mpichs_ofi_module():
     assert rows[0]["draw_us"] > 0 and rows[0]["floor_us"] > 0, rows
 
 
+@pytest.mark.first_mpi_only
 def test_remote_fetch_launch_puts_both_engines_and_both_baselines_in_one_table():
     # --engine mpi thallium: each path runs both engines, Thallium on the protocol that
     # matches the path (na+sm on shm, ofi+tcp on net), and the Thallium rows carry our bare

@@ -8,7 +8,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from mpi_jobs import REPO, require_engine
+
+pytestmark = pytest.mark.first_mpi_only
 
 
 def test_scaling_benchmark_quick_run_counts_messages_and_models_them(tmp_path):
