@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 import mpi4py
 
@@ -82,10 +83,9 @@ def token(engine: str) -> None:
             from_ranks |= set(s.ranks.tolist())
         COMM.Barrier()  # every rank has drawn (and so been rejected) before anyone reports
         stats = dbuf.engine_stats()
-        # Reported before the close, which waits for the foreign rank's notice until the
-        # timeout on every rank and then leaves without MPI_Finalize: the first rank out ends
-        # the job, and a rank whose timeout expired a moment later lost its report (Thallium:
-        # 1 CI run on 2026-12-06, 1 in 10 runs of the worker on the dev box).
+        # Reported before the close: a close that waited for the other job's rank until the
+        # timeout (as Thallium's did) left without MPI_Finalize, and the first rank out ended
+        # the job before a later rank could report.
         emit(
             {
                 "excluded": dbuf.excluded_peers(),
@@ -95,6 +95,11 @@ def token(engine: str) -> None:
                 "intact": intact,
             }
         )
+        t = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dbuf.close()
+        emit({"close_s": time.perf_counter() - t, "close_warnings": [str(w.message) for w in caught]})
 
 
 def broken_load(engine: str, directory: str) -> dict:
@@ -141,7 +146,7 @@ def main() -> None:
     except Exception:
         emit({"crash": traceback.format_exc()})
         COMM.Abort(1)
-    if result is not None:  # token reports before it closes
+    if result is not None:  # token reports itself, before and after it closes
         emit(result)
 
 

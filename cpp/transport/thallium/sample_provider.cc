@@ -48,12 +48,13 @@ void SampleProvider::drain() {
   cv_.wait(lock, [&] { return in_flight_ == 0; });
 }
 
-bool SampleProvider::wait_all_closing(int self, std::chrono::steady_clock::time_point deadline) {
+bool SampleProvider::wait_all_closing(const std::vector<bool>& awaited,
+                                      std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mu_);
-  const int others = options_.world_size - 1;
   return cv_.wait_until(lock, deadline, [&] {
-    const bool self_counted = self >= 0 && self < options_.world_size && closing_[self];
-    return closing_count_ - (self_counted ? 1 : 0) >= others;
+    for (size_t p = 0; p < awaited.size() && p < closing_.size(); ++p)
+      if (awaited[p] && !closing_[p]) return false;
+    return true;
   });
 }
 
@@ -66,7 +67,6 @@ void SampleProvider::closing(const tl::request& req, const std::string& request,
     std::lock_guard lock(mu_);
     if (!closing_[rank]) {
       closing_[rank] = true;
-      ++closing_count_;
       cv_.notify_all();
     }
   }

@@ -69,9 +69,9 @@ class SampleProvider final : public tl::provider<SampleProvider> {
   // flight have finished (each is bounded by push_timeout). Called from a plain thread.
   void drain();
 
-  // Blocks until every other rank announced closing, or until `deadline`. Returns whether
-  // all did. `self` is not waited for.
-  bool wait_all_closing(int self, std::chrono::steady_clock::time_point deadline);
+  // Blocks until every rank p with awaited[p] announced closing, or until `deadline`.
+  // Returns whether all did.
+  bool wait_all_closing(const std::vector<bool>& awaited, std::chrono::steady_clock::time_point deadline);
 
   uint64_t requests_served() const { return served_.load(); }
 
@@ -100,7 +100,6 @@ class SampleProvider final : public tl::provider<SampleProvider> {
   int in_flight_ = 0;
   bool draining_ = false;
   std::vector<bool> closing_;  // by rank: announced closing
-  int closing_count_ = 0;
 
   std::atomic<uint64_t> served_{0};
 };

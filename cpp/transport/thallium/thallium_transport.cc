@@ -117,6 +117,7 @@ ThalliumTransport::ThalliumTransport(std::shared_ptr<const LocalBuffer> buffer, 
   }
   const size_t world = static_cast<size_t>(options_.world_size);
   peers_.resize(world);
+  foreign_peers_.assign(world, false);
   request_bytes_.assign(world, std::string(wire::request_bytes(options_.max_rows), '\0'));
   offsets_.assign(world, std::vector<uint64_t>(buffer_->layout().num_fields()));
   ids_.reserve(world);
@@ -238,6 +239,7 @@ void ThalliumTransport::fetch(const std::vector<PeerRequest>& requests, const Co
       continue;
     }
     replies[i].status = static_cast<wire::Status>(reply.status);
+    if (replies[i].status == wire::Status::kBadToken) foreign_peers_[req.peer] = true;
     replies[i].owner_size = reply.owner_size;
     replies[i].owner_full = (reply.flags & wire::kFlagFull) != 0;
     if (ok && req.count > 0) {
@@ -286,8 +288,11 @@ bool ThalliumTransport::close(Clock::time_point deadline) {
     std::string notice(wire::request_bytes(0), '\0');
     wire::encode_request(options_.token, 0, nullptr, 0, reinterpret_cast<std::byte*>(notice.data()));
     std::vector<tl::async_response> notices;
+    std::vector<bool> awaited(static_cast<size_t>(options_.world_size), false);
     for (int p = 0; p < options_.world_size; ++p) {
-      if (p == options_.rank || !peers_[p]) continue;
+      // A peer that answered with another job's token rejects this notice and its own.
+      awaited[p] = p != options_.rank && !foreign_peers_[p];
+      if (!awaited[p] || !peers_[p]) continue;
       try {
         notices.push_back(closing_->on(*peers_[p]).timed_async(time_left(deadline), notice, int32_t{options_.rank}));
       } catch (const std::exception&) {
@@ -295,7 +300,7 @@ bool ThalliumTransport::close(Clock::time_point deadline) {
       }
     }
     // 2. Keep serving until every peer said the same (their draws are then over).
-    all_closed = provider_->wait_all_closing(options_.rank, deadline) && all_closed;
+    all_closed = provider_->wait_all_closing(awaited, deadline) && all_closed;
     // 3. Every notice answered (bounded by its timer).
     for (auto& notice_reply : notices) {
       try {

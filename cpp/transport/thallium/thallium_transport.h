@@ -117,6 +117,7 @@ class ThalliumTransport final : public Transport {
   std::vector<std::optional<tl::provider_handle>> peers_;  // by rank; none for self
   std::vector<ExposedBlock> blocks_;                        // receive blocks, exposed once
   std::unique_ptr<StagingBlock> raw_block_;                 // send_raw_request's receive block
+  std::vector<bool> foreign_peers_;  // by rank: answered with another job's token (close skips it)
   uint64_t next_request_id_ = 1;
   Clock::time_point last_fetch_end_{};
   bool closed_ = false;     // close() or abandon() was called
