@@ -57,10 +57,11 @@ def test_foreign_token_is_loud_on_both_sides(engine: str) -> None:
     assert sum(r["bad_token_replies"] for r in results.values()) >= 1, results
     assert "another job's token" in stderr and "wrong job token; excluding it" in stderr
     # Nobody waits at close for the other job's rank (which never says it closes): Thallium's
-    # close waited the whole timeout (3 s) for it, then warned a peer had not closed.
+    # close waited the whole timeout (3 s) for it, then warned a peer had not closed; now
+    # ~0.2 s (Thallium) and ~0.01 s (MPI) on the 2-core dev box. Half the timeout tells them apart.
     for rank, r in results.items():
         assert "close_s" in r, (rank, r, stderr)
-        assert r["close_s"] < 1.0 and r["close_warnings"] == [], (rank, r)
+        assert r["close_s"] < 1.5 and r["close_warnings"] == [], (rank, r)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
